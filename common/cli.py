@@ -1,0 +1,84 @@
+"""The flags every example shares, grouped as in timm's train.py.
+
+Each example passes its textbook defaults (VGG16 at 150x150 for cats vs dogs,
+Inception-v3 at 299x299 for flowers); ``--image-size`` left unset means the
+textbook's size for the textbook's backbone and the backbone's own size
+otherwise, so ``--backbone mobilenet_v2`` alone just works.
+"""
+from __future__ import annotations
+
+import argparse
+
+from common.backbones import BACKBONES, get_spec
+
+DEFAULT_CACHE_DIR = "data/cache/features"
+
+
+def make_parser(description: str, epilog: str | None = None) -> argparse.ArgumentParser:
+    return argparse.ArgumentParser(
+        description=description,
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
+def add_common_arguments(
+    parser: argparse.ArgumentParser,
+    *,
+    data_dir: str,
+    output_parent: str,
+    backbone: str,
+    image_size: int | None,
+    epochs: int,
+    batch_size: int,
+    data_help: str,
+) -> None:
+    data = parser.add_argument_group("data")
+    data.add_argument("--data-dir", default=data_dir, help=f"{data_help} (default: {data_dir})")
+    data.add_argument(
+        "--output-dir",
+        default=None,
+        help=f"folder for this run's results (default: a new {output_parent}/<stage>-<time>/)",
+    )
+    data.add_argument(
+        "--cache-dir",
+        default=DEFAULT_CACHE_DIR,
+        help=f"bottleneck-feature cache, shared by all runs (default: {DEFAULT_CACHE_DIR})",
+    )
+    model = parser.add_argument_group("model")
+    model.add_argument("--backbone", default=backbone, choices=sorted(BACKBONES), help=f"(default: {backbone})")
+    model.add_argument(
+        "--weights",
+        default="imagenet",
+        help="imagenet (Keras download and cache), none (random, for tests) or a path to a no-top "
+        "weights file (default: imagenet)",
+    )
+    model.add_argument(
+        "--image-size",
+        type=int,
+        default=None,
+        help=f"square input size (default: {image_size} for {backbone}, else the backbone's own)",
+    )
+    training = parser.add_argument_group("training")
+    training.add_argument("--epochs", type=int, default=epochs, help=f"(default: {epochs})")
+    training.add_argument("--batch-size", type=int, default=batch_size, help=f"(default: {batch_size})")
+    training.add_argument("--seed", type=int, default=0, help="seed for splits, shuffling and initialisation (default: 0)")
+    parser.set_defaults(_textbook_backbone=backbone, _textbook_size=image_size, _output_parent=output_parent)
+
+
+def resolve(args: argparse.Namespace) -> argparse.Namespace:
+    """Fill in the backbone-dependent defaults and check the numbers."""
+    if args.image_size is None:
+        if args.backbone == args._textbook_backbone and args._textbook_size:
+            args.image_size = args._textbook_size
+        else:
+            args.image_size = get_spec(args.backbone).default_size
+    for name in ("epochs", "batch_size", "image_size"):
+        value = getattr(args, name, None)
+        if value is not None and value < (0 if name == "epochs" else 1):
+            raise SystemExit(f"error: --{name.replace('_', '-')} must be positive, not {value}")
+    return args
+
+
+def config_of(args: argparse.Namespace) -> dict:
+    return {key: value for key, value in vars(args).items() if not key.startswith("_")}

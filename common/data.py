@@ -1,0 +1,250 @@
+"""Image-folder data sets: class folders in, checked file lists and tf.data pipelines out.
+
+Every example of the chapter reads the same layout, ``root/<class>/<image>``.
+The checks happen here, once, before any expensive work starts: a zero-byte
+or truncated JPEG, a text file that slipped into a class folder, an empty class
+or a single class should cost the user one warning or one clear error, never a
+crash after an hour of feature extraction.
+"""
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from common.errors import UserError
+
+# Formats TensorFlow's own decoders read; anything else is skipped with a warning.
+DECODABLE_FORMATS = {"JPEG", "PNG", "GIF", "BMP"}
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".tif", ".tiff", ".webp", ".ppm"}
+RESIZE_METHOD = "bilinear-antialias"
+
+
+class UnreadableImageWarning(UserWarning):
+    """Raised (as a warning) when images are skipped, so tests and users can filter it."""
+
+
+@dataclasses.dataclass
+class ImageFolder:
+    """A checked image folder: parallel lists of paths and integer labels."""
+
+    root: Path
+    class_names: list[str]
+    paths: list[str]
+    labels: np.ndarray
+    skipped: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def subset(self, indices) -> "ImageFolder":
+        indices = np.asarray(indices, dtype=int)
+        return ImageFolder(
+            root=self.root,
+            class_names=list(self.class_names),
+            paths=[self.paths[i] for i in indices],
+            labels=self.labels[indices],
+            skipped=[],
+        )
+
+    def class_counts(self) -> dict[str, int]:
+        counts = np.bincount(self.labels, minlength=self.num_classes)
+        return {name: int(count) for name, count in zip(self.class_names, counts)}
+
+
+def check_image_file(path: Path) -> str | None:
+    """Return why ``path`` cannot be used as a training image, or None if it can.
+
+    Opening the header with Pillow is cheap (no pixel decode), so every file is
+    checked; a full decode is paid only for JPEGs whose end-of-image marker is
+    missing, the sign of a download cut short.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        size = path.stat().st_size
+    except OSError as error:
+        return f"cannot read ({error.strerror})"
+    if size == 0:
+        return "empty file (0 bytes)"
+    try:
+        with Image.open(path) as image:
+            image_format = image.format
+            if image_format not in DECODABLE_FORMATS:
+                return f"unsupported image format {image_format}; convert it to JPEG or PNG"
+            if image_format == "JPEG" and not _has_jpeg_end_marker(path):
+                image.load()  # raises OSError on a truncated file
+    except UnidentifiedImageError:
+        return "not an image"
+    except (OSError, SyntaxError, ValueError) as error:
+        return f"corrupt image ({error})"
+    return None
+
+
+def _has_jpeg_end_marker(path: Path) -> bool:
+    with open(path, "rb") as handle:
+        handle.seek(0, 2)
+        length = handle.tell()
+        handle.seek(max(0, length - 64))
+        tail = handle.read().rstrip(b"\x00\r\n ")
+    return tail.endswith(b"\xff\xd9")
+
+
+def load_image_folder(
+    root,
+    class_names: list[str] | None = None,
+    min_classes: int = 2,
+    description: str = "data folder",
+) -> ImageFolder:
+    """List ``root/<class>/*`` with sorted class names and checked files.
+
+    ``class_names`` forces the label order (a validation folder must use the
+    training folder's); unreadable files are skipped with one warning that
+    names them all.
+    """
+    root = Path(root)
+    if not root.exists():
+        raise UserError(f"{description} {root} does not exist")
+    if not root.is_dir():
+        raise UserError(f"{description} {root} is not a folder")
+    found = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if class_names is None:
+        class_names = found
+    else:
+        missing = [name for name in class_names if name not in found]
+        if missing:
+            raise UserError(f"{description} {root} has no class folder for {', '.join(missing)}")
+    if not class_names:
+        raise UserError(
+            f"{description} {root} holds no class folders; expected {root}/<class name>/<images>"
+        )
+    if len(class_names) < min_classes:
+        raise UserError(
+            f"{description} {root} holds only the class {class_names[0]!r}; "
+            f"a classifier needs at least {min_classes} class folders"
+        )
+
+    paths: list[str] = []
+    labels: list[int] = []
+    skipped: list[tuple[str, str]] = []
+    for label, name in enumerate(class_names):
+        class_dir = root / name
+        count = 0
+        for file in sorted(class_dir.iterdir()):
+            if file.name.startswith(".") or file.is_dir():
+                continue
+            reason = check_image_file(file)
+            if reason is not None:
+                skipped.append((str(file), reason))
+                continue
+            paths.append(str(file))
+            labels.append(label)
+            count += 1
+        if count == 0:
+            raise UserError(f"class folder {class_dir} holds no readable images")
+    if skipped:
+        warn_skipped(skipped)
+    return ImageFolder(root, list(class_names), paths, np.asarray(labels, dtype=np.int32), skipped)
+
+
+def warn_skipped(skipped: list[tuple[str, str]]) -> None:
+    lines = "\n".join(f"  {path}: {reason}" for path, reason in skipped[:20])
+    more = f"\n  ... and {len(skipped) - 20} more" if len(skipped) > 20 else ""
+    warnings.warn(
+        f"skipped {len(skipped)} unreadable image file(s):\n{lines}{more}",
+        UnreadableImageWarning,
+        stacklevel=3,
+    )
+
+
+def split_per_class(labels, validation, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded stratified split: ``validation`` images per class (int) or a fraction (float).
+
+    Returns index arrays (train, validation), each sorted, so that the same seed
+    gives the same split on every machine whatever the file system's order.
+    """
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    train_parts, validation_parts = [], []
+    for label in np.unique(labels):
+        members = np.flatnonzero(labels == label)
+        if isinstance(validation, float):
+            count = int(round(len(members) * validation))
+        else:
+            count = int(validation)
+        if count < 1 or count >= len(members):
+            raise UserError(
+                f"class {label} has {len(members)} images: too few to hold out {count} "
+                "for validation and still train on at least one"
+            )
+        shuffled = rng.permutation(members)
+        validation_parts.append(shuffled[:count])
+        train_parts.append(shuffled[count:])
+    return np.sort(np.concatenate(train_parts)), np.sort(np.concatenate(validation_parts))
+
+
+def decode_image(path, image_size: tuple[int, int]):
+    """Read, decode (JPEG/PNG/GIF/BMP, grayscale and CMYK to RGB) and resize: float32 0..255."""
+    import tensorflow as tf
+
+    data = tf.io.read_file(path)
+    image = tf.io.decode_image(data, channels=3, expand_animations=False, dtype=tf.uint8)
+    image.set_shape([None, None, 3])
+    image = tf.image.resize(image, image_size, method="bilinear", antialias=True)
+    return image
+
+
+def make_dataset(
+    paths,
+    labels=None,
+    image_size: tuple[int, int] = (224, 224),
+    batch_size: int = 32,
+    shuffle: bool = False,
+    seed: int = 0,
+    augment=None,
+    one_hot: int | None = None,
+    cache_in_memory: bool = False,
+):
+    """A tf.data pipeline of (image, label) batches, raw pixels in 0..255.
+
+    The backbone's own ``preprocess_input`` lives inside the model (see
+    ``common.backbones``), so the pipeline is the same for every backbone and
+    training and prediction cannot drift apart. Decoded images can be kept in
+    memory across epochs; augmentation runs after that cache so every epoch
+    sees fresh random transforms.
+    """
+    import tensorflow as tf
+
+    autotune = tf.data.AUTOTUNE
+    paths = [str(p) for p in paths]
+    if labels is None:
+        labels = np.zeros(len(paths), dtype=np.int32)
+    labels = np.asarray(labels)
+    dataset = tf.data.Dataset.from_tensor_slices((paths, labels))
+    if shuffle and not cache_in_memory:
+        dataset = dataset.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
+
+    def load(path, label):
+        image = decode_image(path, image_size)
+        if one_hot:
+            label = tf.one_hot(label, one_hot)
+        return image, label
+
+    dataset = dataset.map(load, num_parallel_calls=autotune, deterministic=True)
+    if cache_in_memory:
+        dataset = dataset.cache()
+        if shuffle:
+            dataset = dataset.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
+    dataset = dataset.batch(batch_size)
+    if augment is not None:
+        dataset = dataset.map(
+            lambda images, labels_: (augment(images, training=True), labels_),
+            num_parallel_calls=autotune,
+        )
+    return dataset.prefetch(autotune)

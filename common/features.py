@@ -1,0 +1,189 @@
+"""An on-disk bottleneck-feature cache, and the one-pass extraction that fills it.
+
+Bottleneck features cost minutes to hours on a CPU and are the same in every
+later run, so they are computed once. The cache is a folder per *namespace*
+(backbone, a hash of the actual weight values, input size, preprocessing,
+resize method, pooling), holding shards: ``.npz`` files of (content keys,
+features). Each image's key is a hash of its bytes, so
+
+- a rerun reads every feature back and runs no network at all;
+- a run killed mid-way keeps the shards it finished, and a restart computes
+  only the images that are missing;
+- a shard is written to a temporary name and renamed when complete, so a
+  half-written file is never read;
+- an image whose bytes change gets a new key, so its stale feature is never used.
+
+Features and the keys they belong to travel through the same tf.data pass, so
+labels cannot slip against features (the textbook's
+``predict_generator(gen, n // batch)`` dropped the last partial batch and
+misaligned hard-coded labels).
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+
+from common.data import RESIZE_METHOD, decode_image, warn_skipped
+
+SHARD_IMAGES = 512  # images per shard: the most work a kill can lose
+
+
+def content_key(path) -> str:
+    digest = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as handle:
+        digest.update(handle.read())
+    return digest.hexdigest()
+
+
+class FeatureCache:
+    """Sharded feature store for one namespace; see the module docstring."""
+
+    def __init__(self, root, namespace: dict):
+        self.namespace = dict(namespace)
+        name = hashlib.sha1(json.dumps(self.namespace, sort_keys=True).encode()).hexdigest()[:16]
+        self.directory = Path(root) / f"{namespace.get('backbone', 'features')}-{name}"
+        self.directory.mkdir(parents=True, exist_ok=True)
+        description = self.directory / "namespace.json"
+        if not description.exists():
+            _atomic_write_bytes(description, json.dumps(self.namespace, indent=2, sort_keys=True).encode())
+
+    def shards(self) -> list[Path]:
+        # Finished shards only: temporary files end in ".tmp" and are ignored.
+        return sorted(self.directory.glob("shard-*.npz"))
+
+    def load(self, wanted: set[str] | None = None) -> dict[str, np.ndarray]:
+        found: dict[str, np.ndarray] = {}
+        for shard in self.shards():
+            with np.load(shard) as contents:
+                keys = contents["keys"]
+                selected = [i for i, key in enumerate(keys) if wanted is None or key in wanted]
+                if selected:
+                    features = contents["features"]
+                    for i in selected:
+                        found[str(keys[i])] = features[i]
+        return found
+
+    def write(self, keys: list[str], features: np.ndarray) -> Path:
+        target = self.directory / f"shard-{time.strftime('%Y%m%d%H%M%S')}-{uuid.uuid4().hex[:8]}.npz"
+        temporary = target.with_name(target.name + ".tmp")
+        with open(temporary, "wb") as handle:
+            np.savez(handle, keys=np.asarray(keys), features=np.asarray(features))
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, target)
+        return target
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    temporary = path.with_name(path.name + f".{uuid.uuid4().hex[:8]}.tmp")
+    temporary.write_bytes(data)
+    os.replace(temporary, path)
+
+
+@dataclasses.dataclass
+class Extraction:
+    features: np.ndarray  # (n_kept, ...) in the order of ``kept``
+    kept: np.ndarray  # indices into the input paths that have features
+    computed: int  # images run through the network in this call
+    reused: int  # images read back from the cache
+    seconds: float
+    skipped: list[tuple[str, str]]
+
+
+def cache_namespace(backbone: str, weights_id: str, image_size: int, pooling: str | None) -> dict:
+    return {
+        "backbone": backbone,
+        "weights": weights_id,
+        "image_size": int(image_size),
+        "preprocessing": f"keras.applications.{backbone}.preprocess_input",
+        "resize": RESIZE_METHOD,
+        "pooling": pooling or "none",
+    }
+
+
+def extract_features(
+    extractor,
+    paths,
+    cache: FeatureCache | None,
+    image_size: int,
+    batch_size: int = 32,
+    description: str = "features",
+    progress: bool = True,
+    _after_batch=None,
+) -> Extraction:
+    """Features for ``paths``, from the cache where present, computed (and cached) otherwise.
+
+    Images that fail to decode are skipped, named in one warning, and left out
+    of ``kept``; the caller selects labels with ``kept``.
+    """
+    import tensorflow as tf
+    from tqdm.auto import tqdm
+
+    start = time.perf_counter()
+    paths = [str(p) for p in paths]
+    keys = [content_key(p) for p in paths]
+    stored = cache.load(set(keys)) if cache is not None else {}
+    missing = [i for i, key in enumerate(keys) if key not in stored]
+    # The same bytes under two names are computed once.
+    to_compute: dict[str, int] = {}
+    for i in missing:
+        to_compute.setdefault(keys[i], i)
+    todo = list(to_compute.values())
+
+    computed: dict[str, np.ndarray] = {}
+    if todo:
+        size = (int(image_size), int(image_size))
+        dataset = tf.data.Dataset.from_tensor_slices(([paths[i] for i in todo], np.asarray(todo, np.int64)))
+        dataset = dataset.map(
+            lambda path, index: (decode_image(path, size), index),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
+        # A file that passed the header check but fails to decode drops out
+        # here with its index, so nothing downstream can misalign.
+        dataset = dataset.ignore_errors().batch(batch_size).prefetch(tf.data.AUTOTUNE)
+        pending_keys: list[str] = []
+        pending_features: list[np.ndarray] = []
+        bar = tqdm(total=len(todo), desc=description, unit="img", disable=not progress, leave=False)
+        try:
+            for batch_number, (images, indices) in enumerate(dataset):
+                output = np.asarray(extractor.predict_on_batch(images))
+                for index, feature in zip(indices.numpy(), output):
+                    key = keys[int(index)]
+                    computed[key] = feature
+                    pending_keys.append(key)
+                    pending_features.append(feature)
+                bar.update(len(output))
+                if cache is not None and len(pending_keys) >= SHARD_IMAGES:
+                    cache.write(pending_keys, np.stack(pending_features))
+                    pending_keys, pending_features = [], []
+                if _after_batch is not None:
+                    _after_batch(batch_number)
+        finally:
+            bar.close()
+            if cache is not None and pending_keys:
+                cache.write(pending_keys, np.stack(pending_features))
+
+    available = {**stored, **computed}
+    kept = [i for i, key in enumerate(keys) if key in available]
+    skipped = [(paths[i], "could not be decoded") for i, key in enumerate(keys) if key not in available]
+    if skipped:
+        warn_skipped(skipped)
+    if kept:
+        features = np.stack([available[keys[i]] for i in kept])
+    else:
+        features = np.zeros((0,), dtype=np.float32)
+    return Extraction(
+        features=features,
+        kept=np.asarray(kept, dtype=int),
+        computed=len(computed),
+        reused=len(paths) - len(missing),
+        seconds=time.perf_counter() - start,
+        skipped=skipped,
+    )

@@ -1,0 +1,143 @@
+"""Run folders and training callbacks shared by every example.
+
+One folder per run, holding the resolved configuration beside the results, so
+a student can always say which settings produced which curve; a folder that
+already holds results is never written into.
+"""
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from common.errors import UserError
+
+MONITOR = "val_accuracy"  # Keras 3's name; the textbook's "val_acc" no longer exists
+
+
+def make_run_dir(output_dir, default_parent, stage: str) -> Path:
+    """The run's output folder: ``output_dir`` if given, else ``default_parent/<stage>-<time>``.
+
+    An explicit folder that already holds a run's results is refused rather
+    than overwritten.
+    """
+    if output_dir:
+        run_dir = Path(output_dir).expanduser()
+        if (run_dir / "metrics.json").exists() or (run_dir / "config.json").exists():
+            raise UserError(
+                f"output folder {run_dir} already holds a run's results; choose another --output-dir"
+            )
+    else:
+        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+        run_dir = Path(default_parent) / f"{stage}-{stamp}"
+        suffix = 1
+        while run_dir.exists():
+            run_dir = Path(default_parent) / f"{stage}-{stamp}-{suffix}"
+            suffix += 1
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as error:
+        raise UserError(f"cannot write to output folder {run_dir}: {error.strerror}") from None
+    return run_dir
+
+
+def latest_run(parent, stage: str, required_file: str) -> Path | None:
+    """The newest ``parent/<stage>-*`` folder that holds ``required_file``."""
+    parent = Path(parent)
+    if not parent.is_dir():
+        return None
+    candidates = [p for p in parent.glob(f"{stage}-*") if (p / required_file).exists()]
+    return max(candidates, key=lambda p: (p / required_file).stat().st_mtime, default=None)
+
+
+def save_config(run_dir: Path, config: dict) -> Path:
+    """Write the resolved configuration, plus what is needed to rerun it."""
+    record = {
+        **{key: _jsonable(value) for key, value in config.items()},
+        "command": " ".join([Path(sys.executable).name, "-m", _module_name()] + sys.argv[1:]),
+        "versions": {"keras": keras.__version__, "tensorflow": _tf_version(), "numpy": np.__version__},
+    }
+    path = Path(run_dir) / "config.json"
+    path.write_text(json.dumps(record, indent=2) + "\n")
+    return path
+
+
+def _module_name() -> str:
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    return spec.name if spec is not None else Path(sys.argv[0]).stem
+
+
+def _tf_version() -> str:
+    import tensorflow as tf
+
+    return tf.__version__
+
+
+def _jsonable(value):
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating,)):
+        return float(value)
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    return value
+
+
+def standard_callbacks(
+    run_dir: Path,
+    checkpoint_name: str | None = "best.weights.h5",
+    patience: int | None = None,
+    monitor: str = MONITOR,
+) -> list[keras.callbacks.Callback]:
+    """CSV history, a best-only checkpoint and optional early stopping, all on ``val_accuracy``."""
+    callbacks: list[keras.callbacks.Callback] = [
+        keras.callbacks.CSVLogger(str(Path(run_dir) / "history.csv")),
+    ]
+    if checkpoint_name:
+        callbacks.append(
+            keras.callbacks.ModelCheckpoint(
+                str(Path(run_dir) / checkpoint_name),
+                monitor=monitor,
+                mode="max",
+                save_best_only=True,
+                save_weights_only=checkpoint_name.endswith(".weights.h5"),
+            )
+        )
+    if patience:
+        callbacks.append(
+            keras.callbacks.EarlyStopping(
+                monitor=monitor, mode="max", patience=patience, restore_best_weights=True
+            )
+        )
+    return callbacks
+
+
+class BatchHistory(keras.callbacks.Callback):
+    """Loss and accuracy per training iteration, for the textbook's per-iteration plots."""
+
+    def __init__(self):
+        super().__init__()
+        self.iterations: list[dict] = []
+        self._seen = 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._seen += 1
+        self.iterations.append({"iteration": self._seen, **{k: float(v) for k, v in (logs or {}).items()}})
+
+
+def set_seed(seed: int) -> None:
+    keras.utils.set_random_seed(seed)
+    os.environ.setdefault("PYTHONHASHSEED", str(seed))
