@@ -1,0 +1,122 @@
+"""Stage 1 of the cats-vs-dogs lab: bottleneck features, then a small classifier on them.
+
+    python -m cats_dogs.bottleneck                       # textbook: VGG16, 150x150, 50 epochs
+    python -m cats_dogs.bottleneck --backbone mobilenet_v2 \\
+        --weights ../shared/weights/mobilenet_v2_1.0_224_no_top.h5
+
+The pretrained convolutional base turns every training and validation image
+into its last feature map once; the features go to the on-disk cache, so a
+second run (or a run killed half-way) computes nothing it already has. A top
+model (Flatten, Dense 256, Dropout 0.5, Dense 1 sigmoid; rmsprop) is then
+trained on the cached features. Its weights, ``bottleneck_fc_model.weights.h5``,
+are where ``python -m cats_dogs.finetune`` starts.
+"""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from cats_dogs.model import OUTPUT_PARENT, TOP_WEIGHTS, build_top_model, load_splits, loss_for, stack
+from common import cli
+from common.backbones import build_feature_extractor, weights_fingerprint
+from common.errors import main_guard
+from common.features import FeatureCache, cache_namespace, extract_features
+from common.reports import classification_metrics, finish_run, print_summary
+from common.training import make_run_dir, save_config, set_seed, standard_callbacks
+
+
+def parse_args(argv=None):
+    parser = cli.make_parser(__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1])
+    cli.add_common_arguments(
+        parser,
+        data_dir="data/cats_and_dogs",
+        output_parent=OUTPUT_PARENT,
+        backbone="vgg16",
+        image_size=150,
+        epochs=50,
+        batch_size=16,
+        data_help="folder holding train/ and validation/, one subfolder per class",
+    )
+    return cli.resolve(parser.parse_args(argv))
+
+
+@main_guard
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    start = time.perf_counter()
+    set_seed(args.seed)
+    train, validation = load_splits(args.data_dir)
+    run_dir = make_run_dir(args.output_dir, OUTPUT_PARENT, "bottleneck")
+    save_config(run_dir, {**cli.config_of(args), "stage": "bottleneck", "class_names": train.class_names})
+    print(f"{len(train)} training and {len(validation)} validation images, classes {train.class_names}")
+
+    # 1. Bottleneck features, computed once per image and cached on disk.
+    extractor, base = build_feature_extractor(args.backbone, args.weights, args.image_size, pooling=None)
+    namespace = cache_namespace(args.backbone, weights_fingerprint(base), args.image_size, None)
+    cache = FeatureCache(args.cache_dir, namespace)
+    train_features = extract_features(extractor, train.paths, cache, args.image_size, args.batch_size, "train features")
+    validation_features = extract_features(
+        extractor, validation.paths, cache, args.image_size, args.batch_size, "validation features"
+    )
+    # Labels are selected by the indices that came out of the same pass.
+    train_labels = train.labels[train_features.kept]
+    validation_labels = validation.labels[validation_features.kept]
+    feature_seconds = train_features.seconds + validation_features.seconds
+    computed = train_features.computed + validation_features.computed
+    print(f"features: {computed} computed, {train_features.reused + validation_features.reused} "
+          f"from the cache {cache.directory}, {feature_seconds:.1f} s")
+
+    # 2. The top model, trained on the cached features.
+    top = build_top_model(train_features.features.shape[1:], train.num_classes)
+    top.compile(optimizer="rmsprop", loss=loss_for(train.num_classes), metrics=["accuracy"])
+    fit_start = time.perf_counter()
+    history = top.fit(
+        train_features.features,
+        train_labels,
+        validation_data=(validation_features.features, validation_labels),
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        callbacks=standard_callbacks(run_dir, checkpoint_name=None),
+        verbose=2,
+    )
+    fit_seconds = time.perf_counter() - fit_start
+    top.save_weights(run_dir / TOP_WEIGHTS)
+    stack(base, top, args.backbone).save(run_dir / "model.keras")
+
+    # 3. Report on the validation images.
+    probabilities = top.predict(validation_features.features, batch_size=256, verbose=0)
+    val_loss = float(keras.losses.get(loss_for(train.num_classes))(
+        validation_labels.reshape(-1, 1) if train.num_classes == 2 else validation_labels, probabilities
+    ).numpy().mean())
+    metrics = classification_metrics(validation_labels, probabilities, train.class_names)
+    metrics.update(
+        stage="bottleneck",
+        val_loss=val_loss,
+        n_train=int(len(train_labels)),
+        n_val=int(len(validation_labels)),
+        backbone=args.backbone,
+        weights=str(args.weights),
+        image_size=args.image_size,
+        epochs=args.epochs,
+        features_computed=int(computed),
+        features_reused=int(train_features.reused + validation_features.reused),
+        feature_seconds=round(feature_seconds, 2),
+        fit_seconds=round(fit_seconds, 2),
+        skipped_images=[path for path, _ in train.skipped + validation.skipped + train_features.skipped
+                        + validation_features.skipped],
+        seconds=round(time.perf_counter() - start, 2),
+    )
+    finish_run(run_dir, history.history, metrics, title=f"bottleneck ({args.backbone})")
+    print_summary(run_dir, metrics)
+    return metrics
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,52 @@
+"""The pieces both cats-vs-dogs stages share: the data folders and the textbook's top model."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import keras
+
+from common.backbones import BackbonePreprocess
+from common.data import ImageFolder, load_image_folder
+
+OUTPUT_PARENT = "runs/cats_dogs"
+TOP_WEIGHTS = "bottleneck_fc_model.weights.h5"  # the textbook's name, with Keras 3's suffix
+
+
+def load_splits(data_dir) -> tuple[ImageFolder, ImageFolder]:
+    """``data_dir/train`` and ``data_dir/validation``, with the same class order."""
+    data_dir = Path(data_dir)
+    train = load_image_folder(data_dir / "train", description="training folder")
+    validation = load_image_folder(
+        data_dir / "validation", class_names=train.class_names, description="validation folder"
+    )
+    if train.num_classes != 2:
+        print(f"note: {train.num_classes} classes found; the sigmoid top model treats this as binary "
+              f"only for 2 classes, so a softmax output is used")
+    return train, validation
+
+
+def build_top_model(feature_shape, num_classes: int = 2) -> keras.Model:
+    """Flatten -> Dense(256, relu) -> Dropout(0.5) -> Dense(1, sigmoid), as in the textbook."""
+    inputs = keras.Input(tuple(feature_shape), name="bottleneck_features")
+    x = keras.layers.Flatten()(inputs)
+    x = keras.layers.Dense(256, activation="relu")(x)
+    x = keras.layers.Dropout(0.5)(x)
+    if num_classes == 2:
+        outputs = keras.layers.Dense(1, activation="sigmoid")(x)
+    else:
+        outputs = keras.layers.Dense(num_classes, activation="softmax")(x)
+    return keras.Model(inputs, outputs, name="top_model")
+
+
+def loss_for(num_classes: int) -> str:
+    return "binary_crossentropy" if num_classes == 2 else "sparse_categorical_crossentropy"
+
+
+def stack(base: keras.Model, top: keras.Model, backbone: str) -> keras.Model:
+    """Raw pixels -> backbone preprocessing -> base (BatchNorm in inference mode) -> top model."""
+    size = base.input_shape[1]
+    inputs = keras.Input((size, size, 3), name="pixels")
+    x = BackbonePreprocess(backbone)(inputs)
+    x = base(x, training=False)
+    outputs = top(x)
+    return keras.Model(inputs, outputs, name=f"cats_dogs_{backbone}")

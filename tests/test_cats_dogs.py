@@ -1,0 +1,180 @@
+"""The cats-vs-dogs commands end to end on a miniature data set, VGG16 with weights=None."""
+import json
+
+import pytest
+
+from cats_dogs import bottleneck, finetune, predict, prepare, preview
+from conftest import draw_folder, snapshot
+
+FAST = ["--weights", "none", "--image-size", "32", "--batch-size", "4"]
+RUN_FILES = {"config.json", "metrics.json", "history.csv", "curves.png", "confusion.png", "model.keras"}
+
+
+def test_bottleneck_then_finetune_then_predict(cats_dogs_dir, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)  # default run folders go under ./runs
+    before = snapshot(cats_dogs_dir)
+    common = ["--data-dir", str(cats_dogs_dir), "--cache-dir", str(tmp_path / "cache"), *FAST]
+
+    metrics = bottleneck.main([*common, "--epochs", "2"])
+    runs = sorted((tmp_path / "runs" / "cats_dogs").glob("bottleneck-*"))
+    assert len(runs) == 1
+    run = runs[0]
+    assert RUN_FILES | {"bottleneck_fc_model.weights.h5"} <= {p.name for p in run.iterdir()}
+    written = json.loads((run / "metrics.json").read_text())
+    for key in ("val_accuracy", "val_loss", "per_class_accuracy", "n_train", "n_val", "class_names",
+                "backbone", "seconds"):
+        assert key in written
+    assert written == metrics
+    assert (written["n_train"], written["n_val"], written["backbone"]) == (16, 8, "vgg16")
+    assert 0.0 <= written["val_accuracy"] <= 1.0
+    assert written["features_computed"] == 24
+    assert len((run / "history.csv").read_text().strip().splitlines()) == 3  # header + 2 epochs
+    assert str(run.resolve()) in capsys.readouterr().out
+    config = json.loads((run / "config.json").read_text())
+    assert config["backbone"] == "vgg16" and config["image_size"] == 32 and config["epochs"] == 2
+
+    # A second bottleneck run computes no feature at all.
+    again = bottleneck.main([*common, "--epochs", "1"])
+    assert again["features_computed"] == 0 and again["features_reused"] == 24
+
+    tuned = finetune.main([*common, "--epochs", "1"])  # finds the newest bottleneck run itself
+    finetune_run = sorted((tmp_path / "runs" / "cats_dogs").glob("finetune-*"))[0]
+    assert RUN_FILES | {"best.weights.h5"} <= {p.name for p in finetune_run.iterdir()}
+    assert tuned["frozen_layers"] == 15 and tuned["epochs_run"] == 1
+    assert json.loads((finetune_run / "config.json").read_text())["top_model"].endswith(
+        "bottleneck_fc_model.weights.h5")
+
+    image = str(cats_dogs_dir / "validation" / "dogs" / "dogs0.jpg")
+    results = predict.main([image])
+    assert results[0]["class"] in ("cats", "dogs")
+    assert sum(results[0]["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
+    assert snapshot(cats_dogs_dir) == before  # the user's data folder is never written to
+
+
+def test_predict_uses_the_same_preprocessing_as_training(cats_dogs_dir, tmp_path):
+    """The saved model's validation predictions equal predict.py's, image by image."""
+    import keras
+    import numpy as np
+
+    from common.data import load_image_folder, make_dataset
+
+    out = tmp_path / "run"
+    bottleneck.main(["--data-dir", str(cats_dogs_dir), "--cache-dir", str(tmp_path / "cache"),
+                     "--output-dir", str(out), "--epochs", "2", *FAST])
+    folder = load_image_folder(cats_dogs_dir / "validation")
+    model = keras.models.load_model(out / "model.keras")
+    batch_probabilities = model.predict(make_dataset(folder.paths, folder.labels, (32, 32), 3), verbose=0)
+    single = predict.main(["--run-dir", str(out), *folder.paths])
+    assert np.allclose([r["probabilities"]["dogs"] for r in single], batch_probabilities.ravel(), atol=1e-5)
+    metrics = json.loads((out / "metrics.json").read_text())
+    predicted_accuracy = np.mean([(r["class"] == "dogs") == (label == 1)
+                                  for r, label in zip(single, folder.labels)])
+    assert predicted_accuracy == pytest.approx(metrics["val_accuracy"])
+
+
+def test_finetune_without_a_bottleneck_run_says_what_to_do(cats_dogs_dir, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        finetune.main(["--data-dir", str(cats_dogs_dir), *FAST])
+    assert exit_info.value.code == 2
+    assert "run python -m cats_dogs.bottleneck first" in capsys.readouterr().err
+
+
+def test_finetune_refuses_a_top_model_of_another_backbone(cats_dogs_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    bottleneck.main(["--data-dir", str(cats_dogs_dir), "--cache-dir", str(tmp_path / "cache"),
+                     "--output-dir", str(out), "--epochs", "1", *FAST])
+    with pytest.raises(SystemExit):
+        finetune.main(["--data-dir", str(cats_dogs_dir), "--top-model", str(out / "bottleneck_fc_model.weights.h5"),
+                       "--backbone", "mobilenet_v2", "--weights", "none", "--image-size", "32"])
+    assert "was trained on backbone=vgg16" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "problem, message",
+    [
+        ("missing data", "does not exist"),
+        ("output is a file", "cannot write to output folder"),
+        ("output holds results", "already holds a run's results"),
+        ("bad weights path", "weights file"),
+    ],
+)
+def test_bad_input_gets_one_line(cats_dogs_dir, tmp_path, capsys, problem, message):
+    argv = ["--data-dir", str(cats_dogs_dir), "--cache-dir", str(tmp_path / "cache"), *FAST, "--epochs", "1"]
+    if problem == "missing data":
+        argv[1] = str(tmp_path / "nowhere")
+    if problem == "output is a file":
+        (tmp_path / "file").write_text("x")
+        argv += ["--output-dir", str(tmp_path / "file" / "run")]
+    if problem == "output holds results":
+        (tmp_path / "done").mkdir()
+        (tmp_path / "done" / "metrics.json").write_text("{}")
+        argv += ["--output-dir", str(tmp_path / "done")]
+    if problem == "bad weights path":
+        argv += ["--weights", str(tmp_path / "missing.h5"), "--output-dir", str(tmp_path / "w")]
+    with pytest.raises(SystemExit) as exit_info:
+        bottleneck.main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and message in err and "\n" not in err
+    if problem == "output holds results":
+        assert (tmp_path / "done" / "metrics.json").read_text() == "{}"
+
+
+def test_prepare_from_an_unpacked_filtered_copy(cats_dogs_dir, tmp_path):
+    before = snapshot(cats_dogs_dir)
+    out = tmp_path / "prepared"
+    counts = prepare.main(["--from", str(cats_dogs_dir), "--data-dir", str(out)])
+    assert counts == {"train/cats": 8, "train/dogs": 8, "validation/cats": 4, "validation/dogs": 4}
+    assert snapshot(cats_dogs_dir) == before
+    # a second run writes nothing new and overwrites nothing
+    (out / "train" / "cats" / "cats0.jpg").write_bytes(b"user edit")
+    prepare.prepare(cats_dogs_dir, out)
+    assert (out / "train" / "cats" / "cats0.jpg").read_bytes() == b"user edit"
+
+
+def test_prepare_takes_the_textbooks_split_from_kaggles_flat_folder(tmp_path):
+    kaggle = tmp_path / "kaggle" / "train"
+    kaggle.mkdir(parents=True)
+    for animal in ("cat", "dog"):
+        for number in list(range(0, 3)) + [999, 1000, 1399, 1400, 5000]:
+            (kaggle / f"{animal}.{number}.jpg").write_bytes(b"jpeg bytes")
+    (kaggle / "readme.txt").write_text("ignored")
+    counts = prepare.prepare(tmp_path / "kaggle", tmp_path / "out", link=True)
+    assert counts == {"train/cats": 4, "train/dogs": 4, "validation/cats": 2, "validation/dogs": 2}
+    assert (tmp_path / "out" / "validation" / "dogs" / "dog.1399.jpg").is_symlink()
+    assert not (tmp_path / "out" / "train" / "cats" / "cat.1400.jpg").exists()
+    assert len(list(kaggle.iterdir())) == 17
+
+
+def test_prepare_refuses_to_write_inside_the_source(cats_dogs_dir, capsys):
+    with pytest.raises(SystemExit):
+        prepare.main(["--from", str(cats_dogs_dir), "--data-dir", str(cats_dogs_dir / "copy")])
+    assert "never written to" in capsys.readouterr().err
+
+
+def test_prepare_offline_names_the_file_and_the_way_out(tmp_path, monkeypatch, capsys):
+    import socket
+
+    def no_network(*args, **kwargs):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    with pytest.raises(SystemExit):
+        prepare.main(["--data-dir", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert "cats_and_dogs_filtered.zip" in err and "--from" in err and str(tmp_path / "keras") in err
+
+
+def test_preview_writes_twenty_pictures(cats_dogs_dir, tmp_path):
+    written = preview.main([str(cats_dogs_dir / "train" / "cats" / "cats0.jpg"), "--out-dir", str(tmp_path / "p")])
+    assert len(written) == 20 and (tmp_path / "p" / "cat_preview.png").exists()
+
+
+def test_preview_of_a_text_file_is_refused(tmp_path, capsys):
+    (tmp_path / "cat.jpg").write_text("not an image")
+    with pytest.raises(SystemExit):
+        preview.main([str(tmp_path / "cat.jpg"), "--out-dir", str(tmp_path / "p")])
+    assert "not an image" in capsys.readouterr().err

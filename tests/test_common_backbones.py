@@ -1,0 +1,81 @@
+"""Backbones: the right layers frozen, the right preprocessing saved, clear errors for bad weights."""
+import socket
+
+import keras
+import numpy as np
+import pytest
+
+from common.backbones import (
+    BackbonePreprocess,
+    build_base,
+    build_feature_extractor,
+    freeze_below,
+    weights_fingerprint,
+)
+from common.errors import UserError
+
+
+def test_vgg16_last_conv_block_starts_at_layer_15():
+    base = build_base("vgg16", "none", 32)
+    index = freeze_below(base, "block5_conv1")
+    assert index == 15
+    trainable = [layer.name for layer in base.layers if layer.trainable and layer.weights]
+    assert trainable == ["block5_conv1", "block5_conv2", "block5_conv3"]
+    assert len(base.trainable_weights) == 6
+
+
+def test_preprocessing_is_the_backbones_own_and_survives_saving(tmp_path):
+    pixels = np.random.default_rng(0).uniform(0, 255, (2, 8, 8, 3)).astype("float32")
+    for name in ("vgg16", "inception_v3", "mobilenet_v2"):
+        layer = BackbonePreprocess(name)
+        expected = getattr(keras.applications, name).preprocess_input(pixels.copy())
+        assert np.allclose(np.asarray(layer(pixels)), expected, atol=1e-4)
+    inputs = keras.Input((8, 8, 3))
+    model = keras.Model(inputs, BackbonePreprocess("vgg16")(inputs))
+    model.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras")
+    assert np.allclose(loaded.predict(pixels, verbose=0), model.predict(pixels, verbose=0))
+    # VGG16 wants BGR with the ImageNet mean removed, not pixels / 255
+    assert not np.allclose(np.asarray(BackbonePreprocess("vgg16")(pixels)), pixels / 255)
+
+
+def test_fingerprint_follows_the_weight_values():
+    keras.utils.set_random_seed(1)
+    extractor, base = build_feature_extractor("mobilenet_v2", "none", 32, pooling="avg")
+    first = weights_fingerprint(base)
+    assert weights_fingerprint(base) == first
+    base.layers[1].kernel.assign(base.layers[1].kernel + 1.0)
+    assert weights_fingerprint(base) != first
+    assert extractor.output_shape == (None, 1280)
+
+
+def test_a_missing_weights_file_is_named(tmp_path):
+    with pytest.raises(UserError, match="does not exist"):
+        build_base("vgg16", str(tmp_path / "nope.h5"), 32)
+
+
+def test_a_weights_file_for_another_architecture_is_refused(tmp_path):
+    path = tmp_path / "mobilenet.weights.h5"
+    build_base("mobilenet_v2", "none", 32).save_weights(path)
+    with pytest.raises(UserError, match="does not fit vgg16"):
+        build_base("vgg16", str(path), 32)
+
+
+def test_offline_imagenet_download_says_which_file_and_where(tmp_path, monkeypatch):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+
+    def no_network(*args, **kwargs):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    with pytest.raises(UserError) as error:
+        build_base("vgg16", "imagenet", 32)
+    message = str(error.value)
+    assert "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5" in message
+    assert str(tmp_path / "keras" / "models") in message and "--weights" in message
+
+
+def test_too_small_an_image_size_is_refused():
+    with pytest.raises(UserError, match="at least 75x75"):
+        build_base("inception_v3", "none", 32)
