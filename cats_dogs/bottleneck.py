@@ -23,7 +23,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from cats_dogs.model import OUTPUT_PARENT, TOP_WEIGHTS, build_top_model, load_splits, loss_for, stack
+from cats_dogs.model import OUTPUT_PARENT, TOP_WEIGHTS, build_top_model, load_splits, loss_for, make_parser, stack
 from common import cli
 from common.backbones import build_feature_extractor, weights_fingerprint
 from common.errors import main_guard
@@ -33,17 +33,7 @@ from common.training import make_run_dir, save_config, set_seed, standard_callba
 
 
 def parse_args(argv=None):
-    parser = cli.make_parser(__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1])
-    cli.add_common_arguments(
-        parser,
-        data_dir="data/cats_and_dogs",
-        output_parent=OUTPUT_PARENT,
-        backbone="vgg16",
-        image_size=150,
-        epochs=50,
-        batch_size=16,
-        data_help="folder holding train/ and validation/, one subfolder per class",
-    )
+    parser = make_parser(__doc__)
     return cli.resolve(parser.parse_args(argv))
 
 

@@ -31,7 +31,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from cats_dogs.model import OUTPUT_PARENT, TOP_WEIGHTS, build_top_model, load_splits, loss_for, stack
+from cats_dogs.model import OUTPUT_PARENT, TOP_WEIGHTS, build_top_model, load_splits, loss_for, make_parser, stack
 from common import cli
 from common.augment import Augmenter
 from common.backbones import build_base, freeze_below, get_spec
@@ -44,17 +44,7 @@ TEXTBOOK_AUGMENTATION = {"shear_range": 0.2, "zoom_range": 0.2, "horizontal_flip
 
 
 def parse_args(argv=None):
-    parser = cli.make_parser(__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1])
-    cli.add_common_arguments(
-        parser,
-        data_dir="data/cats_and_dogs",
-        output_parent=OUTPUT_PARENT,
-        backbone="vgg16",
-        image_size=150,
-        epochs=50,
-        batch_size=16,
-        data_help="folder holding train/ and validation/, one subfolder per class",
-    )
+    parser = make_parser(__doc__)
     stage = parser.add_argument_group("fine-tuning")
     stage.add_argument("--top-model", default=None,
                        help=f"top-model weights from cats_dogs.bottleneck (default: {TOP_WEIGHTS} "

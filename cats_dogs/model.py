@@ -5,11 +5,28 @@ from pathlib import Path
 
 import keras
 
+from common import cli
 from common.backbones import BackbonePreprocess
 from common.data import ImageFolder, load_image_folder
 
 OUTPUT_PARENT = "runs/cats_dogs"
 TOP_WEIGHTS = "bottleneck_fc_model.weights.h5"  # the textbook's name, with Keras 3's suffix
+
+
+def make_parser(doc: str):
+    """The argument parser both stages share, with the textbook's defaults."""
+    parser = cli.make_parser(doc.split("\n\n")[0], epilog=doc.split("\n\n", 1)[1])
+    cli.add_common_arguments(
+        parser,
+        data_dir="data/cats_and_dogs",
+        output_parent=OUTPUT_PARENT,
+        backbone="vgg16",
+        image_size=150,
+        epochs=50,
+        batch_size=16,
+        data_help="folder holding train/ and validation/, one subfolder per class",
+    )
+    return parser
 
 
 def load_splits(data_dir) -> tuple[ImageFolder, ImageFolder]:

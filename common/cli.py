@@ -8,6 +8,7 @@ otherwise, so ``--backbone mobilenet_v2`` alone just works.
 from __future__ import annotations
 
 import argparse
+import sys
 
 from common.backbones import BACKBONES, get_spec
 
@@ -15,7 +16,10 @@ DEFAULT_CACHE_DIR = "data/cache/features"
 
 
 def make_parser(description: str, epilog: str | None = None) -> argparse.ArgumentParser:
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
     return argparse.ArgumentParser(
+        prog=f"python -m {spec.name}" if spec is not None else None,
         description=description,
         epilog=epilog,
         formatter_class=argparse.RawDescriptionHelpFormatter,
