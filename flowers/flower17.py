@@ -1,0 +1,303 @@
+"""The chapter's exercise: Oxford flower17 with VGG16, its first five layers frozen, and a new dense top.
+
+    python -m flowers.flower17 --data-dir ../shared/data/flower17                 # classes 0 and 1
+    python -m flowers.flower17 --data-dir ../shared/data/flower17 --classes all \\
+        --backbone mobilenet_v2 --weights ../shared/weights/mobilenet_v2_1.0_224_no_top.h5
+
+Flower17 is 17 classes x 80 photos, ``jpg/image_0001.jpg`` .. ``image_1360.jpg``,
+class = (number - 1) // 80. The chosen classes are split 7:1 per class (70
+training, 10 validation photos) into ``--split-dir`` as ``train/<k>`` and
+``validation/<k>``; the raw data folder is only read.
+
+The model is the textbook's: the pretrained base without its top, the layers
+before ``--freeze`` frozen (the textbook's ``layers[:5]``), then Flatten,
+Dense 1024 relu, Dropout 0.5, Dense 1024 relu, Dense softmax; categorical
+cross-entropy, SGD with learning rate 1e-4 and momentum 0.9, batch 16, up to
+100 epochs, with the textbook's augmentation (horizontal flip, zoom 0.3, shifts
+0.3, rotation 30 degrees, nearest fill). A checkpoint of the best model and
+early stopping (patience 10) both watch ``val_accuracy``.
+
+Fixed from the textbook: the validation images are not augmented; the
+callbacks monitor ``val_accuracy`` (Keras 3's name; ``val_acc`` silently never
+matched); the final single-image prediction converts OpenCV's BGR to RGB and
+uses exactly the training preprocessing (the backbone's ``preprocess_input`` is
+inside the model, and the resize is the training pipeline's).
+
+Offline: put ``17flowers.tgz`` (from the URL below) in ``$KERAS_HOME/datasets/``,
+or unpack it and pass ``--data-dir`` the folder holding ``jpg/``.
+"""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import json
+import re
+import shutil
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from common import cli
+from common.augment import Augmenter
+from common.backbones import BackbonePreprocess, build_base, freeze_below
+from common.data import check_image_file, load_image_folder, make_dataset, split_per_class, warn_skipped
+from common.errors import UserError, main_guard
+from common.predict import MODEL_FILE, read_image_opencv, write_labels
+from common.reports import classification_metrics, finish_run, print_summary
+from common.training import make_run_dir, save_config, set_seed, standard_callbacks
+from flowers.prepare import is_inside
+from flowers.train import cross_entropy
+
+URL = "https://www.robots.ox.ac.uk/~vgg/data/flowers/17/17flowers.tgz"
+ARCHIVE = "17flowers.tgz"
+DEFAULT_DATA_DIR = "data/flower17"
+OUTPUT_PARENT = "runs/flower17"
+CLASSES = 17
+IMAGES_PER_CLASS = 80
+VALIDATION_FRACTION = 1 / 8  # 7:1, 70 / 10 of 80
+FILE_PATTERN = re.compile(r"^image_(\d{4})\.jpg$", re.IGNORECASE)
+TEXTBOOK_AUGMENTATION = dict(
+    horizontal_flip=True, zoom_range=0.3, width_shift_range=0.3, height_shift_range=0.3,
+    rotation_range=30, fill_mode="nearest",
+)
+
+
+def parse_args(argv=None):
+    parser = cli.make_parser(__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1])
+    cli.add_common_arguments(
+        parser,
+        data_dir=DEFAULT_DATA_DIR,
+        output_parent=OUTPUT_PARENT,
+        backbone="vgg16",
+        image_size=224,
+        epochs=100,
+        batch_size=16,
+        data_help="the raw flower17 folder, the one that holds jpg/ (only read; downloaded if it is the default and missing)",
+    )
+    group = parser.add_argument_group("flower17")
+    group.add_argument(
+        "--classes", nargs="+", default=["0", "1"],
+        help="class numbers 0..16 to train on, at least two, or 'all' (default: 0 1)",
+    )
+    group.add_argument(
+        "--split-dir", default=None,
+        help="where the train/<k> and validation/<k> split is written (default: data/flower17_split/<classes>-seed<seed>)",
+    )
+    group.add_argument(
+        "--freeze", default="5",
+        help="freeze the base's layers before this index or layer name; 'all' freezes the whole base "
+        "(default: 5, the textbook's layers[:5])",
+    )
+    group.add_argument("--learning-rate", type=float, default=1e-4, help="SGD learning rate, momentum 0.9 (default: 1e-4)")
+    group.add_argument("--patience", type=int, default=10, help="early-stopping patience in epochs (default: 10)")
+    group.add_argument(
+        "--predict", default=None, metavar="IMAGE",
+        help="image to classify at the end, read with OpenCV (default: the first validation image)",
+    )
+    args = cli.resolve(parser.parse_args(argv))
+    args.class_numbers = parse_classes(args.classes)
+    return args
+
+
+def parse_classes(values: list[str]) -> list[int]:
+    if [v.lower() for v in values] == ["all"]:
+        return list(range(CLASSES))
+    numbers = []
+    for value in values:
+        try:
+            number = int(value)
+        except ValueError:
+            raise UserError(f"--classes takes class numbers 0..{CLASSES - 1} or 'all', not {value!r}") from None
+        if not 0 <= number < CLASSES:
+            raise UserError(f"--classes {number} is outside 0..{CLASSES - 1} (flower17 has {CLASSES} classes)")
+        numbers.append(number)
+    numbers = sorted(set(numbers))
+    if len(numbers) < 2:
+        raise UserError("--classes needs at least two different classes")
+    return numbers
+
+
+def find_images(data_dir: Path) -> Path:
+    """The jpg/ folder of the raw data set, downloading the archive when the default folder is empty."""
+    for candidate in (data_dir / "jpg", data_dir):
+        if candidate.is_dir() and any(FILE_PATTERN.match(p.name) for p in candidate.iterdir()):
+            return candidate
+    if str(data_dir) != DEFAULT_DATA_DIR:
+        raise UserError(f"{data_dir} holds no jpg/image_0001.jpg ... ; pass the flower17 folder that holds jpg/")
+    from common.backbones import keras_cache_dir
+
+    try:
+        extracted = Path(keras.utils.get_file(ARCHIVE, origin=URL, extract=True))
+    except Exception as error:  # get_file raises a bare Exception when offline
+        raise UserError(
+            f"could not download {ARCHIVE} from {URL} ({str(error).splitlines()[0][:200]}). Without a "
+            f"network, put {ARCHIVE} in {keras_cache_dir().parent / 'datasets'}/ and rerun, or unpack it "
+            "and pass --data-dir <the folder holding jpg/>"
+        ) from None
+    found = sorted(extracted.rglob("image_0001.jpg"))
+    if not found:
+        raise UserError(f"{ARCHIVE} unpacked to {extracted}, but it holds no image_0001.jpg")
+    return found[0].parent
+
+
+def make_split(images_dir: Path, class_numbers: list[int], split_dir: Path, seed: int, data_dir: Path | None = None) -> dict:
+    """Copy the chosen classes into split_dir/{train,validation}/<k>, 7:1 per class (seeded)."""
+    for protected in (images_dir, data_dir or images_dir):
+        if is_inside(split_dir, protected) or is_inside(protected, split_dir):
+            raise UserError(f"--split-dir {split_dir} overlaps the data folder {protected}, which is only read; choose another")
+    paths, labels, skipped = [], [], []
+    for file in sorted(images_dir.iterdir()):
+        match = FILE_PATTERN.match(file.name)
+        if not match:
+            continue
+        number = (int(match.group(1)) - 1) // IMAGES_PER_CLASS
+        if number not in class_numbers:
+            continue
+        reason = check_image_file(file)
+        if reason is not None:
+            skipped.append((str(file), reason))
+            continue
+        paths.append(file)
+        labels.append(number)
+    if skipped:
+        warn_skipped(skipped)
+    labels = np.asarray(labels)
+    for number in class_numbers:
+        count = int((labels == number).sum())
+        if round(count * VALIDATION_FRACTION) < 1:
+            raise UserError(
+                f"class {number} has {count} readable image(s) in {images_dir}: too few for a 7:1 split "
+                "(at least 4 are needed, 80 expected)"
+            )
+    train_index, validation_index = split_per_class(labels, VALIDATION_FRACTION, seed=seed)
+    record = {
+        "source": str(images_dir.resolve()),
+        "classes": class_numbers,
+        "seed": seed,
+        "train": [paths[i].name for i in train_index],
+        "validation": [paths[i].name for i in validation_index],
+        "skipped": [list(s) for s in skipped],
+    }
+    record_file = split_dir / "split.json"
+    if record_file.exists():
+        if json.loads(record_file.read_text()) == record:
+            return record
+        raise UserError(f"{split_dir} holds a different split; choose another --split-dir or delete it")
+    if split_dir.exists() and any(split_dir.iterdir()):
+        raise UserError(f"--split-dir {split_dir} exists and is not empty; choose a new folder")
+    for part, indices in (("train", train_index), ("validation", validation_index)):
+        for i in indices:
+            target = split_dir / part / f"{labels[i]:02d}"
+            target.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(paths[i], target / paths[i].name)
+    record_file.write_text(json.dumps(record, indent=1) + "\n")
+    return record
+
+
+def build_model(backbone: str, weights: str, size: int, classes: int, freeze: str):
+    """The textbook's network: base (layers before ``freeze`` frozen) + Flatten/Dense/Dropout/Dense/softmax."""
+    base = build_base(backbone, weights, size)
+    if freeze == "all":
+        base.trainable = False
+        frozen = len(base.layers)
+    else:
+        frozen = freeze_below(base, int(freeze) if freeze.isdigit() else freeze)
+    pixels = keras.Input((size, size, 3), name="pixels")
+    x = BackbonePreprocess(backbone)(pixels)
+    x = base(x, training=False)  # BatchNorm layers (if any) stay in inference mode
+    x = keras.layers.Flatten()(x)
+    x = keras.layers.Dense(1024, activation="relu")(x)
+    x = keras.layers.Dropout(0.5)(x)
+    x = keras.layers.Dense(1024, activation="relu")(x)
+    outputs = keras.layers.Dense(classes, activation="softmax")(x)
+    return keras.Model(pixels, outputs, name=f"flower17_{backbone}"), base, frozen
+
+
+@main_guard
+def main(argv=None):
+    args = parse_args(argv)
+    set_seed(args.seed)
+    started = time.perf_counter()
+    data_dir = Path(args.data_dir)
+    images_dir = find_images(data_dir)
+    label = "all" if len(args.class_numbers) == CLASSES else "-".join(str(k) for k in args.class_numbers)
+    split_dir = Path(args.split_dir or f"data/flower17_split/{label}-seed{args.seed}")
+    record = make_split(images_dir, args.class_numbers, split_dir, args.seed, data_dir)
+    train = load_image_folder(split_dir / "train", description="flower17 training split")
+    validation = load_image_folder(split_dir / "validation", train.class_names, description="flower17 validation split")
+    class_names = train.class_names
+    classes = len(class_names)
+    print(f"classes {', '.join(class_names)}: {len(train)} training, {len(validation)} validation images ({split_dir})")
+
+    run_dir = make_run_dir(args.output_dir, OUTPUT_PARENT, f"classes-{label}")
+    save_config(run_dir, {**cli.config_of(args), "split_dir": str(split_dir), "augmentation": TEXTBOOK_AUGMENTATION})
+    write_labels(run_dir, class_names)
+
+    size = (args.image_size, args.image_size)
+    augmenter = Augmenter(**TEXTBOOK_AUGMENTATION, seed=args.seed)
+    train_data = make_dataset(
+        train.paths, train.labels, size, args.batch_size, shuffle=True, seed=args.seed,
+        augment=augmenter, one_hot=classes, cache_in_memory=True,
+    )
+    # Validation images are never augmented.
+    validation_data = make_dataset(validation.paths, validation.labels, size, args.batch_size, one_hot=classes, cache_in_memory=True)
+
+    model, base, frozen = build_model(args.backbone, args.weights, args.image_size, classes, args.freeze)
+    model.compile(
+        optimizer=keras.optimizers.SGD(learning_rate=args.learning_rate, momentum=0.9),
+        loss="categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    frozen_names = [layer.name for layer in base.layers[:frozen]]
+    print(f"{args.backbone}: {frozen} of {len(base.layers)} base layers frozen ({', '.join(frozen_names[:6])}{' ...' if frozen > 6 else ''})")
+    checkpoint = f"{args.backbone}_1.keras"
+    fit_start = time.perf_counter()
+    history = model.fit(
+        train_data, validation_data=validation_data, epochs=args.epochs, shuffle=False, verbose=2,
+        callbacks=standard_callbacks(run_dir, checkpoint_name=checkpoint, patience=args.patience),
+    )
+    fit_seconds = time.perf_counter() - fit_start
+    epochs_run = len(history.history["loss"])
+
+    # The best checkpoint (on val_accuracy) is the model that is reported and used.
+    best = keras.saving.load_model(run_dir / checkpoint)
+    best.save(run_dir / MODEL_FILE)
+    probabilities = best.predict(validation_data, verbose=0)
+    metrics = classification_metrics(validation.labels, probabilities, class_names)
+    metrics.update(
+        val_loss=cross_entropy(validation.labels, probabilities),
+        n_train=len(train),
+        n_val=len(validation),
+        backbone=args.backbone,
+        weights=args.weights,
+        classes=args.class_numbers,
+        frozen_layers=frozen,
+        frozen_layer_names=frozen_names,
+        base_layers=len(base.layers),
+        epochs_run=epochs_run,
+        best_epoch=int(np.argmax(history.history["val_accuracy"])) + 1,
+        fit_seconds=round(fit_seconds, 2),
+        seconds=round(time.perf_counter() - started, 2),
+        skipped=record["skipped"],
+    )
+
+    # The textbook's last step: one image through OpenCV, the probability vector and its argmax.
+    image = Path(args.predict) if args.predict else Path(validation.paths[0])
+    pixels = read_image_opencv(image, args.image_size)
+    vector = np.asarray(best.predict_on_batch(pixels[None]))[0]
+    metrics["single_image"] = {"image": str(image), "probabilities": vector.round(6).tolist(), "argmax": class_names[int(vector.argmax())]}
+    finish_run(run_dir, history.history, metrics, title=f"flower17, classes {label}, {args.backbone}")
+    np.set_printoptions(precision=4, suppress=True)
+    print(f"{image}: probabilities {vector}")
+    print(f"argmax: class {class_names[int(vector.argmax())]}")
+    print(f"{epochs_run} epochs ({fit_seconds:.0f} s), best epoch {metrics['best_epoch']}")
+    print_summary(run_dir, metrics)
+    return run_dir
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,198 @@
+"""Get TensorFlow's flower_photos and lay it out for training: split first, then augment.
+
+    python -m flowers.prepare                                  # download (about 230 MB)
+    python -m flowers.prepare --from ../shared/data/flower_photos --data-dir data/flowers
+
+The textbook triples the 3670 photos offline (each one, flipped left-right and
+rotated by 90 degrees) and only then holds out 200 images per class: a flipped
+or rotated copy of a validation photo then sits in the training set, and the
+validation accuracy is inflated. Here the order is reversed:
+
+1. 200 *original* photos per class (seeded) go to ``validation/``;
+2. the remaining originals go to ``train/``;
+3. a flipped and a rotated copy of each *training* photo go to ``train_views/``.
+
+``split.json`` records the seed and which file went where. The source folder
+(the download cache or ``--from DIR``) is only ever read.
+
+Offline: put ``flower_photos.tgz`` (from the URL below) in
+``$KERAS_HOME/datasets/`` (default ``~/.keras/datasets/``), or unpack it anywhere
+and pass ``--from <that folder>/flower_photos``.
+"""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import json
+import shutil
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from common import cli
+from common.data import load_image_folder, split_per_class
+from common.errors import UserError, main_guard
+
+URL = "https://storage.googleapis.com/download.tensorflow.org/example_images/flower_photos.tgz"
+ARCHIVE = "flower_photos.tgz"
+DEFAULT_DATA_DIR = "data/flowers"
+VALIDATION_PER_CLASS = 200
+# The textbook's two offline views of every training photo.
+VIEWS = ("flip", "rot90")
+
+
+def parse_args(argv=None):
+    parser = cli.make_parser(__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1])
+    parser.add_argument(
+        "--from",
+        dest="source",
+        default=None,
+        help="a local copy of flower_photos (a folder of class folders); default: download it",
+    )
+    parser.add_argument(
+        "--data-dir",
+        default=DEFAULT_DATA_DIR,
+        help=f"where to write train/, train_views/ and validation/ (default: {DEFAULT_DATA_DIR})",
+    )
+    parser.add_argument(
+        "--validation-per-class",
+        type=int,
+        default=VALIDATION_PER_CLASS,
+        help=f"original photos per class held out for validation (default: {VALIDATION_PER_CLASS})",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of the split (default: 0)")
+    return parser.parse_args(argv)
+
+
+def download() -> Path:
+    """Keras's own download-and-cache path; offline, say which file to put where."""
+    import keras
+
+    from common.backbones import keras_cache_dir
+
+    cache = keras_cache_dir().parent / "datasets"
+    try:
+        archive = keras.utils.get_file(ARCHIVE, origin=URL, extract=True)
+    except Exception as error:  # get_file raises a bare Exception when offline
+        raise UserError(
+            f"could not download {ARCHIVE} from {URL} ({str(error).splitlines()[0][:200]}). "
+            f"Without a network, put {ARCHIVE} in {cache}/ and rerun, or unpack it and pass "
+            "--from /path/to/flower_photos"
+        ) from None
+    return find_class_root(Path(archive))
+
+
+def find_class_root(path: Path) -> Path:
+    """The folder that holds the class folders, wherever the archive unpacked it."""
+    candidates = [path, path / "flower_photos", path.parent / "flower_photos"]
+    for candidate in candidates:
+        if candidate.is_dir() and (candidate / "daisy").is_dir():
+            return candidate
+    for candidate in sorted(path.rglob("daisy")) if path.is_dir() else []:
+        return candidate.parent
+    raise UserError(f"the archive unpacked to {path}, but no flower_photos/<class>/ folders were found there")
+
+
+def is_inside(child: Path, parent: Path) -> bool:
+    child, parent = child.resolve(), parent.resolve()
+    return child == parent or parent in child.parents
+
+
+def write_view(source: Path, target: Path, view: str) -> None:
+    """One of the textbook's offline views; EXIF orientation applied first so 'flip' means what it shows."""
+    from PIL import Image, ImageOps
+
+    with Image.open(source) as image:
+        image = ImageOps.exif_transpose(image).convert("RGB")
+        if view == "flip":
+            image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        elif view == "rot90":
+            image = image.transpose(Image.Transpose.ROTATE_90)
+        else:
+            raise ValueError(view)
+        image.save(target, quality=95)
+
+
+def prepare(source, out, validation_per_class: int = VALIDATION_PER_CLASS, seed: int = 0) -> dict:
+    """Split the originals, copy them, write the training views; return the split record."""
+    source, out = Path(source), Path(out)
+    if is_inside(out, source) or is_inside(source, out):
+        raise UserError(
+            f"--data-dir {out} and the source {source} overlap; the source is never written to, "
+            "so choose an output folder outside it"
+        )
+    folder = load_image_folder(source, description="flower photo folder")
+    train_index, validation_index = split_per_class(folder.labels, validation_per_class, seed=seed)
+    plan = {
+        "validation": [folder.paths[i] for i in validation_index],
+        "train": [folder.paths[i] for i in train_index],
+    }
+    record = {
+        "source": str(source.resolve()),
+        "seed": seed,
+        "validation_per_class": validation_per_class,
+        "views": list(VIEWS),
+        "class_names": folder.class_names,
+        "skipped": [list(item) for item in folder.skipped],
+        "files": {
+            part: [str(Path(p).relative_to(folder.root)) for p in paths] for part, paths in plan.items()
+        },
+    }
+
+    split_file = out / "split.json"
+    if split_file.exists():
+        previous = json.loads(split_file.read_text())
+        if {k: previous.get(k) for k in record} == record:
+            print(f"{out} already holds this split; nothing to do")
+            return record
+        raise UserError(
+            f"{out} already holds a different split (other source, seed or files); "
+            "choose another --data-dir or delete that folder"
+        )
+    if out.exists() and any(out.iterdir()):
+        raise UserError(f"--data-dir {out} exists and is not empty; choose a new folder")
+
+    for part in ("train", "train_views", "validation"):
+        for name in folder.class_names:
+            (out / part / name).mkdir(parents=True, exist_ok=True)
+    for part, paths in plan.items():
+        for path in tqdm(paths, desc=f"copy {part}", unit="img"):
+            path = Path(path)
+            shutil.copyfile(path, out / part / path.parent.name / path.name)
+    # Views of the training photos only, written after the split was fixed.
+    for path in tqdm(plan["train"], desc="write flipped and rotated views", unit="img"):
+        path = Path(path)
+        for view in VIEWS:
+            write_view(path, out / "train_views" / path.parent.name / f"{path.stem}_{view}.jpg", view)
+    split_file.write_text(json.dumps(record, indent=1) + "\n")
+    return record
+
+
+@main_guard
+def main(argv=None):
+    args = parse_args(argv)
+    if args.validation_per_class < 1:
+        raise UserError(f"--validation-per-class must be at least 1, not {args.validation_per_class}")
+    source = Path(args.source).expanduser() if args.source else download()
+    if not source.is_dir():
+        raise UserError(f"--from {source} is not a folder (expected flower_photos/<class>/<images>)")
+    record = prepare(source, args.data_dir, args.validation_per_class, args.seed)
+    counts = {
+        name: sum(1 for f in record["files"]["train"] if f.startswith(name + "/"))
+        for name in record["class_names"]
+    }
+    print(f"classes: {', '.join(record['class_names'])}")
+    print(
+        f"train: {sum(counts.values())} originals + {len(VIEWS) * sum(counts.values())} views; "
+        f"validation: {len(record['files']['validation'])} originals ({args.validation_per_class} per class)"
+    )
+    if record["skipped"]:
+        print(f"skipped {len(record['skipped'])} unreadable file(s); see split.json")
+    print(f"wrote {Path(args.data_dir).resolve()}")
+    print(f"next: python -m flowers.train --data-dir {args.data_dir}")
+
+
+if __name__ == "__main__":
+    main()

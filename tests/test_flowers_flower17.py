@@ -1,0 +1,91 @@
+"""flowers.flower17 end to end on a synthetic flower17 layout, and its bad inputs."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from common.data import UnreadableImageWarning
+from flowers import flower17
+from flowers_synthetic import make_flower17, snapshot
+
+TINY = ["--backbone", "mobilenet_v2", "--weights", "none", "--image-size", "32"]
+
+
+def test_two_classes_end_to_end(tmp_path, capsys):
+    raw = make_flower17(tmp_path / "flower17", classes=3)
+    (raw / "jpg" / "image_0005.jpg").write_bytes(b"")  # an unreadable photo of class 0
+    before = snapshot(raw)
+    with pytest.warns(UnreadableImageWarning, match="image_0005.jpg"):
+        run = flower17.main(
+            ["--data-dir", str(raw), "--split-dir", str(tmp_path / "split"), "--output-dir", str(tmp_path / "run"),
+             "--epochs", "2", "--patience", "1", *TINY]
+        )
+    assert snapshot(raw) == before  # the raw data set is only read
+
+    split = tmp_path / "split"
+    train_00, train_01 = (sorted((split / "train" / k).glob("*.jpg")) for k in ("00", "01"))
+    validation_00, validation_01 = (sorted((split / "validation" / k).glob("*.jpg")) for k in ("00", "01"))
+    assert (len(train_00), len(validation_00)) == (69, 10)  # 79 readable photos, 7:1
+    assert (len(train_01), len(validation_01)) == (70, 10)
+    assert not (split / "train" / "02").exists()  # only the chosen classes
+    assert "image_0005.jpg" not in {p.name for p in train_00 + validation_00}
+    assert all(80 < int(p.stem[-4:]) <= 160 for p in train_01 + validation_01)
+    assert not {p.name for p in train_00} & {p.name for p in validation_00}
+
+    for name in ("config.json", "metrics.json", "history.csv", "curves.png", "confusion.png",
+                 "mobilenet_v2_1.keras", "model.keras", "labels.txt"):
+        assert (run / name).is_file(), name
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["n_train"] == 139 and metrics["n_val"] == 20
+    assert metrics["frozen_layers"] == 5 and metrics["epochs_run"] >= 1
+    assert len(metrics["single_image"]["probabilities"]) == 2
+    assert metrics["single_image"]["argmax"] in ("00", "01")
+    config = json.loads((run / "config.json").read_text())
+    assert config["augmentation"]["rotation_range"] == 30
+    output = capsys.readouterr().out
+    assert "probabilities [" in output and "argmax: class" in output
+
+    # Rerunning on the same split reuses it; --predict takes any image.
+    run2 = flower17.main(
+        ["--data-dir", str(raw), "--split-dir", str(split), "--output-dir", str(tmp_path / "run2"),
+         "--epochs", "1", "--freeze", "all", "--predict", str(raw / "jpg" / "image_0100.jpg"), *TINY]
+    )
+    metrics2 = json.loads((run2 / "metrics.json").read_text())
+    assert metrics2["single_image"]["image"].endswith("image_0100.jpg")
+    assert metrics2["frozen_layers"] == metrics2["base_layers"]
+
+
+@pytest.mark.parametrize("classes, message", [(["17"], "outside 0..16"), (["-1", "3"], "outside 0..16"),
+                                             (["3"], "at least two"), (["2", "x"], "class numbers")])
+def test_classes_outside_range_are_refused(tmp_path, capsys, classes, message):
+    with pytest.raises(SystemExit) as exit_info:
+        flower17.main(["--data-dir", str(tmp_path), "--classes", *classes])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_class_with_too_few_images_is_a_clear_error(tmp_path, capsys):
+    raw = make_flower17(tmp_path / "flower17", classes=2)
+    for number in range(84, 161):  # leave class 1 with 3 photos
+        (raw / "jpg" / f"image_{number:04d}.jpg").unlink()
+    with pytest.raises(SystemExit) as exit_info:
+        flower17.main(["--data-dir", str(raw), "--split-dir", str(tmp_path / "split"), *TINY])
+    assert exit_info.value.code == 2
+    assert "class 1 has 3" in capsys.readouterr().err
+    assert not (tmp_path / "split").exists()
+
+
+def test_split_inside_the_data_folder_is_refused(tmp_path, capsys):
+    raw = make_flower17(tmp_path / "flower17", classes=2, per_class=8)
+    before = snapshot(raw)
+    with pytest.raises(SystemExit):
+        flower17.main(["--data-dir", str(raw), "--split-dir", str(raw / "split"), *TINY])
+    assert "only read" in capsys.readouterr().err
+    assert snapshot(raw) == before
+
+
+def test_missing_data_folder_names_the_layout(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        flower17.main(["--data-dir", str(tmp_path / "nothing"), *TINY])
+    assert "jpg/" in capsys.readouterr().err
