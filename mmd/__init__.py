@@ -1,0 +1,30 @@
+"""Maximum mean discrepancy and the MMD-based adaptation solvers TCA, JDA, BDA.
+
+Textbook section 12.3 as a library:
+
+* `mmd.kernels`   - linear, RBF (median heuristic), polynomial, multi-RBF kernels
+* `mmd.distance`  - `mmd2` (biased / unbiased / linear-time) and `mmd_test`;
+                    CLI `python -m mmd.distance`
+* `mmd.solvers`   - `TCA`, `JDA`, `BDA` scikit-learn estimators (eq. 10-20)
+* `mmd.data`      - Office-Caltech10 SURF loading and the published protocol
+* `mmd.benchmark` - CLI `python -m mmd.benchmark`, the 12-task table
+
+The names below are imported lazily so that `python -m mmd.<cli>` can set up
+TensorFlow's logging before TensorFlow is first imported.
+"""
+_EXPORTS = {
+    "TCA": "solvers", "JDA": "solvers", "BDA": "solvers",
+    "mmd2": "distance", "mmd_test": "distance", "MMDTestResult": "distance",
+    "make_kernel": "kernels", "linear_kernel": "kernels", "rbf_kernel": "kernels",
+    "polynomial_kernel": "kernels", "multi_rbf_kernel": "kernels",
+    "median_heuristic": "kernels",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        import importlib
+        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module 'mmd' has no attribute {name!r}")
