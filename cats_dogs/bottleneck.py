@@ -28,6 +28,7 @@ from common import cli
 from common.backbones import build_feature_extractor, weights_fingerprint
 from common.errors import main_guard
 from common.features import FeatureCache, cache_namespace, extract_features
+from common.predict import write_labels
 from common.reports import classification_metrics, finish_run, print_summary
 from common.training import make_run_dir, save_config, set_seed, standard_callbacks
 
@@ -79,6 +80,7 @@ def main(argv=None) -> dict:
     fit_seconds = time.perf_counter() - fit_start
     top.save_weights(run_dir / TOP_WEIGHTS)
     stack(base, top, args.backbone).save(run_dir / "model.keras")
+    write_labels(run_dir, train.class_names)
 
     # 3. Report on the validation images.
     probabilities = top.predict(validation_features.features, batch_size=256, verbose=0)

@@ -37,6 +37,7 @@ from common.augment import Augmenter
 from common.backbones import build_base, freeze_below, get_spec
 from common.data import make_dataset
 from common.errors import UserError, main_guard
+from common.predict import write_labels
 from common.reports import classification_metrics, finish_run, print_summary
 from common.training import latest_run, make_run_dir, save_config, set_seed, standard_callbacks
 
@@ -141,6 +142,7 @@ def main(argv=None) -> dict:
     )
     fit_seconds = time.perf_counter() - fit_start
     model.save(run_dir / "model.keras")
+    write_labels(run_dir, train.class_names)
 
     # 4. Report the final model on the validation images.
     probabilities = model.predict(validation_data, verbose=0)

@@ -13,18 +13,13 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import json
 import sys
 from pathlib import Path
 
-import keras
-import numpy as np
-
-import common.backbones  # noqa: F401  (registers BackbonePreprocess for loading)
 from cats_dogs.model import OUTPUT_PARENT
 from common.cli import make_parser
-from common.data import check_image_file, decode_image
 from common.errors import UserError, main_guard
+from common.predict import load_run_model, read_image, top_k
 from common.training import latest_run
 
 
@@ -43,26 +38,19 @@ def find_run(run_dir) -> Path:
 
 
 def predict(run: Path, images: list[str]) -> list[dict]:
-    config = json.loads((run / "config.json").read_text())
-    class_names = config["class_names"]
-    size = (config["image_size"], config["image_size"])
-    model = keras.models.load_model(run / "model.keras")
+    model, class_names, size = load_run_model(run)
     results = []
     for image in images:
-        problem = "does not exist" if not Path(image).is_file() else check_image_file(Path(image))
-        if problem:
-            print(f"{image}: skipped, {problem}", file=sys.stderr)
+        try:
+            pixels = read_image(image, size)[None]
+        except UserError as error:  # one bad file should not stop the others
+            print(f"{image}: skipped, {error}", file=sys.stderr)
             continue
-        pixels = decode_image(image, size)[None]
-        output = np.asarray(model.predict(pixels, verbose=0))[0]
-        if output.shape[-1] == 1:
-            probabilities = np.array([1.0 - output[0], output[0]])
-        else:
-            probabilities = output
-        best = int(probabilities.argmax())
-        results.append({"image": image, "class": class_names[best], "probability": float(probabilities[best]),
-                        "probabilities": dict(zip(class_names, map(float, probabilities)))})
-        print(f"{image}: {class_names[best]} ({probabilities[best]:.3f})")
+        ranked = top_k(model.predict(pixels, verbose=0)[0], class_names, k=len(class_names))
+        best, probability = ranked[0]
+        results.append({"image": image, "class": best, "probability": probability,
+                        "probabilities": dict(ranked)})
+        print(f"{image}: {best} ({probability:.3f})")
     return results
 
 
