@@ -2,7 +2,7 @@
 
     python -m flowers.train                                   # textbook: Inception-v3, 299x299
     python -m flowers.train --backbone mobilenet_v2 \\
-        --weights ../shared/weights/mobilenet_v2_1.0_224_no_top.h5 --finetune-epochs 4
+        --weights ../shared/weights/mobilenet_v2_1.0_224_no_top.h5 --finetune-epochs 2
 
 Reads the folder written by ``python -m flowers.prepare``: ``train/`` and
 ``train_views/`` (the originals and their flipped / rotated copies) are trained
