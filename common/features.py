@@ -20,6 +20,7 @@ misaligned hard-coded labels).
 """
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import hashlib
 import json
@@ -150,6 +151,10 @@ def extract_features(
         dataset = dataset.ignore_errors().batch(batch_size).prefetch(tf.data.AUTOTUNE)
         pending_keys: list[str] = []
         pending_features: list[np.ndarray] = []
+        # Shards are written by one background thread so that disk time overlaps
+        # the network's; every submitted shard is finished before returning.
+        writer = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+        writes = []
         bar = tqdm(total=len(todo), desc=description, unit="img", disable=not progress, leave=False)
         try:
             for batch_number, (images, indices) in enumerate(dataset):
@@ -161,14 +166,17 @@ def extract_features(
                     pending_features.append(feature)
                 bar.update(len(output))
                 if cache is not None and len(pending_keys) >= SHARD_IMAGES:
-                    cache.write(pending_keys, np.stack(pending_features))
+                    writes.append(writer.submit(cache.write, pending_keys, np.stack(pending_features)))
                     pending_keys, pending_features = [], []
                 if _after_batch is not None:
                     _after_batch(batch_number)
         finally:
             bar.close()
             if cache is not None and pending_keys:
-                cache.write(pending_keys, np.stack(pending_features))
+                writes.append(writer.submit(cache.write, pending_keys, np.stack(pending_features)))
+            writer.shutdown(wait=True)
+        for write in writes:
+            write.result()  # re-raise a failed write (a full disk, say)
 
     available = {**stored, **computed}
     kept = [i for i, key in enumerate(keys) if key in available]
