@@ -245,7 +245,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "labels are needed by --adapt jda/bda, the target ones only for accuracy")
     p.add_argument("--protocol", action="store_true",
                    help="apply the Office-Caltech protocol (L1, per-domain z-score) to feature "
-                        "files too (always applied to --data-dir domains)")
+                        "files too (always applied to --data-dir domains, unless --l1-only)")
+    p.add_argument("--l1-only", action="store_true",
+                   help="--data-dir domains: L1-normalise only, skip the per-domain z-score "
+                        "(which equalises feature means and variances and so hides the shift)")
     p.add_argument("--adapt", default="none",
                    help="comma list of none, tca, jda, bda: spaces to compare (default: none)")
     p.add_argument("--n-components", type=int, default=100, help="k for the adaptation (100)")
@@ -273,9 +276,12 @@ def _load_inputs(args):
             raise ValueError("give either two FILEs or --data-dir/--source/--target, not both")
         if not (args.data_dir and args.source and args.target):
             raise ValueError("--data-dir, --source and --target go together")
-        Xs, ys = d.load_domain(args.data_dir, args.source.upper())
-        Xt, yt = d.load_domain(args.data_dir, args.target.upper())
+        norm = "l1" if args.l1_only else "protocol"
+        Xs, ys = d.load_domain(args.data_dir, args.source.upper(), normalize=norm)
+        Xt, yt = d.load_domain(args.data_dir, args.target.upper(), normalize=norm)
         return Xs, ys, Xt, yt, f"{args.source.upper()}->{args.target.upper()}"
+    if args.l1_only:
+        raise ValueError("--l1-only applies to --data-dir domains; for files use --protocol or not")
     if len(args.files) != 2:
         raise ValueError(f"need exactly two feature files (source, target), got {len(args.files)}")
     (Xs, ys), (Xt, yt) = (_read_features(f, args.key) for f in args.files)

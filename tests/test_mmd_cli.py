@@ -25,6 +25,7 @@ def test_protocol_normalize_is_l1_then_domain_zscore_without_nan():
     ref = (L1[:, 0] - L1[:, 0].mean()) / L1[:, 0].std()
     np.testing.assert_allclose(Z[:, 0], ref)
     np.testing.assert_allclose(Z.mean(0), 0, atol=1e-12)
+    np.testing.assert_allclose(protocol_normalize(X, zscore=False), L1)
 
 
 def test_parse_tasks():
