@@ -136,7 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="folder with the four *_SURF_L10.mat files "
                         "(default: $OFFICE_CALTECH_DIR or data/office_caltech10_surf)")
     p.add_argument("--method", required=True, choices=METHODS, help="what to run")
-    p.add_argument("--tasks", default="all", help="'all' or a comma list such as C->A,W->D")
+    p.add_argument("--tasks", default="all",
+                   help="'all' or a comma list such as 'C->A,W->D' (quote it in a shell: "
+                        "> is a redirect)")
     p.add_argument("--json", metavar="PATH", help="also write the results as JSON here")
     p.add_argument("--n-components", type=int, default=100, help="k (paper: 100)")
     p.add_argument("--lambda", dest="lambda_", type=float, default=1.0, help="lambda (paper: 1)")
