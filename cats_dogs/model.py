@@ -15,7 +15,7 @@ TOP_WEIGHTS = "bottleneck_fc_model.weights.h5"  # the textbook's name, with Kera
 
 def make_parser(doc: str):
     """The argument parser both stages share, with the textbook's defaults."""
-    parser = cli.make_parser(doc.split("\n\n")[0], epilog=doc.split("\n\n", 1)[1])
+    parser = cli.parser_from_doc(doc)
     cli.add_common_arguments(
         parser,
         data_dir="data/cats_and_dogs",

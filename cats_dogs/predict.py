@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from cats_dogs.model import OUTPUT_PARENT
-from common.cli import make_parser
+from common.cli import parser_from_doc
 from common.errors import UserError, main_guard
 from common.predict import load_run_model, read_image, top_k
 from common.training import latest_run
@@ -56,7 +56,7 @@ def predict(run: Path, images: list[str]) -> list[dict]:
 
 @main_guard
 def main(argv=None) -> list[dict]:
-    parser = make_parser(__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1])
+    parser = parser_from_doc(__doc__)
     parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files to classify")
     parser.add_argument("--run-dir", default=None,
                         help=f"a cats_dogs run folder with model.keras (default: the newest "

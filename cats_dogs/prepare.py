@@ -16,7 +16,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from common.cli import make_parser
+from common.cli import parser_from_doc
 from common.errors import UserError, main_guard
 from common.files import check_not_inside, download, find_folder_with, place_file
 
@@ -103,7 +103,7 @@ def prepare(source: Path | None, data_dir: Path, link: bool = False) -> dict[str
 
 @main_guard
 def main(argv=None) -> dict[str, int]:
-    parser = make_parser(__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1])
+    parser = parser_from_doc(__doc__)
     parser.add_argument("--from", dest="source", default=None,
                         help="a local copy: unpacked cats_and_dogs_filtered/ or Kaggle's train/ folder "
                         "(default: download from the official URL)")

@@ -17,7 +17,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from pathlib import Path
 
 from common.augment import Augmenter
-from common.cli import make_parser
+from common.cli import parser_from_doc
 from common.data import check_image_file
 from common.errors import UserError, main_guard
 
@@ -35,7 +35,7 @@ TEXTBOOK_PREVIEW = {
 
 @main_guard
 def main(argv=None) -> list[Path]:
-    parser = make_parser(__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1])
+    parser = parser_from_doc(__doc__)
     parser.add_argument("image", help="the picture to augment")
     parser.add_argument("--count", type=int, default=20, help="how many augmented pictures (default: 20)")
     parser.add_argument("--out-dir", default="preview", help="where to save them (default: preview/)")

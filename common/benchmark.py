@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from common.backbones import BACKBONES, build_feature_extractor, get_spec, weights_fingerprint
-from common.cli import make_parser
+from common.cli import parser_from_doc
 from common.data import decode_image, load_image_folder
 from common.errors import UserError, main_guard
 from common.features import FeatureCache, cache_namespace, extract_features
@@ -47,7 +47,7 @@ def bare_forward(extractor, images: np.ndarray, batch_size: int, repeats: int) -
 
 @main_guard
 def main(argv=None) -> dict:
-    parser = make_parser(__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1])
+    parser = parser_from_doc(__doc__)
     parser.add_argument("--data-dir", required=True, help="an image folder with one subfolder per class")
     parser.add_argument("--backbone", default="vgg16", choices=sorted(BACKBONES))
     parser.add_argument("--weights", default="imagenet", help="imagenet, none or a weights file")

@@ -26,6 +26,16 @@ def make_parser(description: str, epilog: str | None = None) -> argparse.Argumen
     )
 
 
+def parser_from_doc(doc: str) -> argparse.ArgumentParser:
+    """A parser whose description is the module docstring's first paragraph and epilog the rest.
+
+    Every command's docstring starts with one summary line followed by usage
+    examples, so ``--help`` shows both without repeating them in code.
+    """
+    summary, _, rest = doc.partition("\n\n")
+    return make_parser(summary, epilog=rest or None)
+
+
 def add_common_arguments(
     parser: argparse.ArgumentParser,
     *,

@@ -45,7 +45,7 @@ HISTOGRAM_BINS = (8, 8, 8)
 
 
 def parse_args(argv=None):
-    parser = cli.make_parser(__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1])
+    parser = cli.parser_from_doc(__doc__)
     data = parser.add_argument_group("data")
     data.add_argument(
         "--data-dir", default=DEFAULT_DATA_DIR, help=f"the folder written by flowers.prepare (default: {DEFAULT_DATA_DIR})"

@@ -67,7 +67,7 @@ TEXTBOOK_AUGMENTATION = dict(
 
 
 def parse_args(argv=None):
-    parser = cli.make_parser(__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1])
+    parser = cli.parser_from_doc(__doc__)
     cli.add_common_arguments(
         parser,
         data_dir=DEFAULT_DATA_DIR,

@@ -44,7 +44,7 @@ VIEWS = ("flip", "rot90")
 
 
 def parse_args(argv=None):
-    parser = cli.make_parser(__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1])
+    parser = cli.parser_from_doc(__doc__)
     parser.add_argument(
         "--from",
         dest="source",
