@@ -141,3 +141,20 @@ class BatchHistory(keras.callbacks.Callback):
 def set_seed(seed: int) -> None:
     keras.utils.set_random_seed(seed)
     os.environ.setdefault("PYTHONHASHSEED", str(seed))
+
+
+SCHEDULES = ("cosine", "constant")
+
+
+def learning_rate(initial: float, steps: int, schedule: str = "cosine"):
+    """The optimizer's learning rate: constant, or cosine decay to zero over ``steps`` iterations.
+
+    With a fixed number of epochs and the last weights reported (nothing
+    picked on validation), a constant rate leaves the result at wherever the
+    last noisy update landed; decaying it to zero lets the final epochs settle.
+    """
+    if schedule == "constant":
+        return initial
+    if schedule != "cosine":
+        raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, not {schedule!r}")
+    return keras.optimizers.schedules.CosineDecay(initial, decay_steps=max(1, int(steps)))

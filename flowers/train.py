@@ -46,7 +46,7 @@ from common.errors import UserError, main_guard
 from common.features import FeatureCache, cache_namespace, extract_features
 from common.predict import MODEL_FILE, write_labels
 from common.reports import classification_metrics, finish_run, print_summary
-from common.training import BatchHistory, make_run_dir, save_config, set_seed
+from common.training import SCHEDULES, BatchHistory, learning_rate, make_run_dir, save_config, set_seed
 from flowers.table2 import row_from_metrics, write_table2
 
 OUTPUT_PARENT = "runs/flowers"
@@ -72,6 +72,13 @@ def parse_args(argv=None):
     head = parser.add_argument_group("stage 2: the new softmax layer on cached bottlenecks")
     head.add_argument("--dropout", type=float, default=0.5, help="dropout rate before the softmax (default: 0.5)")
     head.add_argument("--learning-rate", type=float, default=1e-3, help="Adam learning rate (default: 1e-3)")
+    head.add_argument(
+        "--schedule",
+        choices=SCHEDULES,
+        default="cosine",
+        help="learning rate over the iterations of each stage: cosine decay to zero, or constant "
+        "(default: cosine)",
+    )
     tune = parser.add_argument_group("stage 3: fine-tuning the top blocks")
     tune.add_argument(
         "--finetune-epochs", type=int, default=0, help="epochs of fine-tuning; 0 skips stage 3 (default: 0)"
@@ -193,6 +200,10 @@ class IterationLog(BatchHistory):
         self.epoch_ends.append(self._seen)
 
 
+def iterations(samples: int, batch_size: int, epochs: int) -> int:
+    return -(-samples // batch_size) * epochs
+
+
 def cross_entropy(labels, probabilities) -> float:
     picked = probabilities[np.arange(len(labels)), labels]
     return float(-np.mean(np.log(np.clip(picked, 1e-7, 1.0))))
@@ -275,7 +286,11 @@ def main(argv=None):
 
     head = build_head(feature_dim, classes, args.dropout)
     head.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=args.learning_rate),
+        optimizer=keras.optimizers.Adam(
+            learning_rate=learning_rate(
+                args.learning_rate, iterations(len(x_train), args.batch_size, args.epochs), args.schedule
+            )
+        ),
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
     )
@@ -337,7 +352,13 @@ def main(argv=None):
         tuner = keras.Model(inputs, outputs, name="finetune_top")
         # Compiled after the trainable flags changed, as Keras requires.
         tuner.compile(
-            optimizer=keras.optimizers.Adam(learning_rate=args.finetune_learning_rate),
+            optimizer=keras.optimizers.Adam(
+                learning_rate=learning_rate(
+                    args.finetune_learning_rate,
+                    iterations(len(maps_train), args.finetune_batch_size, args.finetune_epochs),
+                    args.schedule,
+                )
+            ),
             loss="sparse_categorical_crossentropy",
             metrics=["accuracy"],
         )

@@ -43,6 +43,7 @@ def test_train_writes_the_whole_run_folder(first_run):
         assert key in metrics, key
     assert metrics["n_train"] == 15 * 3 and metrics["n_val"] == 9
     assert metrics["final_stage"] == "stage3"
+    assert json.loads((first_run / "config.json").read_text())["schedule"] == "cosine"
     assert metrics["stage2"]["bottlenecks_computed"] == 54 and metrics["stage2"]["bottlenecks_reused"] == 0
     assert metrics["stage3"]["first_trainable_layer"] == "block_14_expand"
     # Iterations are logged per batch across both stages: 45 images / 8 = 6 per stage-2 epoch.
@@ -70,8 +71,10 @@ def test_saved_model_reproduces_the_reported_validation_result(first_run, prepar
 def test_second_run_computes_no_bottleneck(first_run, prepared, capsys):
     second = train.main(
         ["--data-dir", str(prepared / "prepared"), "--output-dir", str(prepared / "run2"),
-         "--cache-dir", str(prepared / "cache"), "--epochs", "1", "--finetune-epochs", "1", *TINY]
+         "--cache-dir", str(prepared / "cache"), "--epochs", "1", "--finetune-epochs", "1",
+         "--schedule", "constant", *TINY]
     )
+    assert json.loads((second / "config.json").read_text())["schedule"] == "constant"
     metrics = json.loads((second / "metrics.json").read_text())
     assert metrics["stage2"]["bottlenecks_computed"] == 0
     assert metrics["stage2"]["bottlenecks_reused"] == 54
