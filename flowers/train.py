@@ -215,7 +215,7 @@ def fit_on_vectors(model, optimizer, x, y, x_val, y_val, epochs: int, batch_size
     x = tf.constant(x, tf.float32)
     y = tf.constant(np.asarray(y), tf.int32)
     samples = int(x.shape[0])
-    steps = -(-samples // batch_size)
+    steps = iterations(samples, batch_size, epochs=1)
     optimizer.build(model.trainable_variables)
 
     @tf.function(reduce_retracing=True)
@@ -256,7 +256,8 @@ def fit_on_vectors(model, optimizer, x, y, x_val, y_val, epochs: int, batch_size
         print(
             f"Epoch {epoch + 1}/{epochs} - {steps} iterations - accuracy: {history['accuracy'][-1]:.4f} - "
             f"loss: {history['loss'][-1]:.4f} - val_accuracy: {history['val_accuracy'][-1]:.4f} - "
-            f"val_loss: {history['val_loss'][-1]:.4f}"
+            f"val_loss: {history['val_loss'][-1]:.4f}",
+            flush=True,  # one line per epoch, seen as it happens even when the output goes to a file
         )
     return history, epoch_ends
 
