@@ -33,8 +33,11 @@ def find_run(run_dir) -> Path:
         run = latest_run(OUTPUT_PARENT, stage, "model.keras")
         if run is not None:
             return run
-    raise UserError(f"no trained model under {OUTPUT_PARENT}/; run python -m cats_dogs.bottleneck first, "
-                    "or pass --run-dir")
+    raise UserError(
+        f"no trained model in {OUTPUT_PARENT}/finetune-*/ or {OUTPUT_PARENT}/bottleneck-*/ (the default run "
+        "folders); run python -m cats_dogs.bottleneck first, or pass --run-dir FOLDER for a run written "
+        "with --output-dir"
+    )
 
 
 def predict(run: Path, images: list[str]) -> list[dict]:

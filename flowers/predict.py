@@ -72,7 +72,10 @@ def main(argv=None):
         raise UserError(f"no such image file: {', '.join(missing)}")
     run_dir = Path(args.model) if args.model else latest_run(OUTPUT_PARENT, "train", MODEL_FILE)
     if run_dir is None:
-        raise UserError(f"no trained model under {OUTPUT_PARENT}/; run python -m flowers.train first or pass --model")
+        raise UserError(
+            f"no trained model in {OUTPUT_PARENT}/train-*/ (where flowers.train writes by default); "
+            "run python -m flowers.train first, or pass --model FOLDER for a run written with --output-dir"
+        )
     print(f"model: {run_dir}")
     results = predict(run_dir, args.images, args.top_k)
     for image, labels in results.items():

@@ -127,6 +127,17 @@ def test_predict_bad_inputs(first_run, tmp_path, capsys):
     assert "model.keras" in capsys.readouterr().err
 
 
+def test_predict_without_a_default_run_names_the_folders_it_searched(prepared, tmp_path, monkeypatch, capsys):
+    image = next((prepared / "prepared" / "validation" / "roses").glob("*.jpg"))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs" / "flowers" / "my-own-name").mkdir(parents=True)  # as --output-dir would leave it
+    with pytest.raises(SystemExit) as exit_info:
+        predict.main([str(image)])
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err
+    assert "runs/flowers/train-*/" in error and "--model FOLDER" in error
+
+
 def test_opencv_reader_returns_rgb_like_training(tmp_path):
     from PIL import Image
 
