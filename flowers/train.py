@@ -208,7 +208,8 @@ def fit_on_vectors(model, optimizer, x, y, x_val, y_val, epochs: int, batch_size
     iterations), which would hide what the feature cache buys on a second run.
     Here a whole epoch runs as one ``tf.function`` that still records every
     iteration's batch loss and accuracy for the per-iteration figures. Returns
-    the per-epoch history (Keras' keys) and the iteration that ends each epoch.
+    the per-epoch history (Keras' keys), the iteration that ends each epoch and
+    the final model's validation probabilities.
     """
     import tensorflow as tf
 
@@ -242,6 +243,7 @@ def fit_on_vectors(model, optimizer, x, y, x_val, y_val, epochs: int, batch_size
     epoch_ends = []
     seen = len(rows)
     sizes = np.diff(np.minimum(np.arange(steps + 1) * batch_size, samples))
+    probabilities = None
     for epoch in range(epochs):
         losses, accuracies = (t.numpy() for t in run_epoch(tf.constant(shuffler.permutation(samples), tf.int32)))
         for loss, accuracy in zip(losses, accuracies):
@@ -259,7 +261,9 @@ def fit_on_vectors(model, optimizer, x, y, x_val, y_val, epochs: int, batch_size
             f"val_loss: {history['val_loss'][-1]:.4f}",
             flush=True,  # one line per epoch, seen as it happens even when the output goes to a file
         )
-    return history, epoch_ends
+    if probabilities is None:  # --epochs 0: the untrained head is still reported
+        probabilities = predict_validation().numpy()
+    return history, epoch_ends, probabilities
 
 
 def iterations(samples: int, batch_size: int, epochs: int) -> int:
@@ -354,14 +358,13 @@ def main(argv=None):
     )
     iteration_rows: list[dict] = []
     head_start = time.perf_counter()
-    history2, epoch_ends2 = fit_on_vectors(
+    history2, epoch_ends2, probabilities = fit_on_vectors(
         head, optimizer, x_train, y_train, x_validation, y_validation,
         epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, rows=iteration_rows,
     )
     stage2_iterations = epoch_ends2[-1] if epoch_ends2 else 0
     head_seconds = time.perf_counter() - head_start
     stage2_seconds = time.perf_counter() - stage2_start
-    probabilities = head.predict(x_validation, batch_size=256, verbose=0)
     stage2 = classification_metrics(y_validation, probabilities, class_names)
     stage2.update(
         val_loss=cross_entropy(y_validation, probabilities),
