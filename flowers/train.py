@@ -149,6 +149,22 @@ def split_base(base: keras.Model, first_trainable: str):
     return bottom, top, index
 
 
+def announce_cut_maps(first_trainable: str, map_shape, images: int) -> None:
+    """Say how much the stage-3 cut maps will hold before computing them.
+
+    They sit on disk in the cache and in memory during stage 3; from an early
+    layer (``--finetune-from Conv1`` caches the preprocessed pixels) that is
+    gigabytes, which a user should learn before the extraction, not after.
+    """
+    values = int(np.prod(map_shape))
+    gigabytes = values * 4 * images / 1e9
+    shape = "x".join(str(int(d)) for d in map_shape)
+    print(
+        f"stage 3 caches what the frozen layers below {first_trainable} output: {shape} = {values:,} values "
+        f"per image, {gigabytes:.2f} GB for {images} images (on disk in the cache, and in memory)"
+    )
+
+
 def bottleneck_model(backbone: str, base: keras.Model, bottom, top):
     """The stage-2 extractor: vector only, or vector + flattened cut map when stage 3 will run."""
     size = base.input_shape[1]
@@ -328,6 +344,8 @@ def main(argv=None):
     base.trainable = False
     finetune = args.finetune_epochs > 0
     bottom, top, first_trainable = split_base(base, args.finetune_from) if finetune else (None, None, None)
+    if finetune:
+        announce_cut_maps(args.finetune_from, top.input_shape[1:], len(train_paths) + len(validation_paths))
     extractor = bottleneck_model(args.backbone, base, bottom, top)
     namespace = cache_namespace(args.backbone, weights_fingerprint(base), args.image_size, "avg")
     if finetune:
