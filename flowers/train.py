@@ -344,12 +344,11 @@ def main(argv=None):
     base.trainable = False
     finetune = args.finetune_epochs > 0
     bottom, top, first_trainable = split_base(base, args.finetune_from) if finetune else (None, None, None)
-    if finetune:
-        announce_cut_maps(args.finetune_from, top.input_shape[1:], len(train_paths) + len(validation_paths))
     extractor = bottleneck_model(args.backbone, base, bottom, top)
     namespace = cache_namespace(args.backbone, weights_fingerprint(base), args.image_size, "avg")
     if finetune:
         namespace["with_cut_map"] = args.finetune_from
+        announce_cut_maps(args.finetune_from, top.input_shape[1:], len(train_paths) + len(validation_paths))
     cache = FeatureCache(args.cache_dir, namespace)
     feature_dim = int(base.output_shape[-1])  # channels of the last map: the bottleneck's length
 
