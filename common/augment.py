@@ -230,3 +230,25 @@ def _contact_sheet(original, augmented, path: Path) -> None:
     figure.tight_layout()
     figure.savefig(path, dpi=80)
     plt.close(figure)
+
+
+def random_crop_flip_turn(image, size: int, min_area: float = 0.5):
+    """A random crop of one image, resized to ``size`` x ``size``, randomly mirrored and turned.
+
+    The crop keeps ``min_area``..1 of the area with an aspect ratio in
+    3/4..4/3 (Inception's "random resized crop"); the mirror and the multiple
+    of 90 degrees cover what the textbook's offline flipped and rotated copies
+    show. Drawn anew every step, they keep a long fine-tune from memorising a
+    fixed set of views. ``image`` is one float image (height, width, 3).
+    """
+    import tensorflow as tf
+
+    shape = tf.cast(tf.shape(image)[:2], tf.float32)
+    area = tf.random.uniform([], min_area, 1.0)
+    ratio = tf.exp(tf.random.uniform([], math.log(3 / 4), math.log(4 / 3)))
+    height = tf.cast(tf.minimum(shape[0], tf.round(shape[0] * tf.sqrt(area / ratio))), tf.int32)
+    width = tf.cast(tf.minimum(shape[1], tf.round(shape[1] * tf.sqrt(area * ratio))), tf.int32)
+    image = tf.image.random_crop(image, tf.stack([height, width, 3]))
+    image = tf.image.resize(image, (size, size), method="bilinear", antialias=True)
+    image = tf.image.random_flip_left_right(image)
+    return tf.image.rot90(image, tf.random.uniform([], 0, 4, tf.int32))

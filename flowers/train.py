@@ -17,11 +17,16 @@ and loss and accuracy are logged per iteration (the textbook's figures 4-5).
 Stage 3 (``--finetune-epochs N``, off by default because it is slow on a CPU):
 the top blocks of the base, from ``--finetune-from`` on, are unfrozen and
 trained together with the new layer at a low learning rate, BatchNorm layers
-kept in inference mode. Training uses fixed offline views (no random
-augmentation), so the frozen layers below ``--finetune-from`` give the same
-output for an image in every epoch; that output is computed once, in the same
-pass as the bottleneck vectors, and cached, and each epoch runs only the
-unfrozen top. The saved model is the whole network, pixels in.
+kept in inference mode. By default training uses the fixed offline views (no
+random augmentation), so the frozen layers below ``--finetune-from`` give the
+same output for an image in every epoch; that output is computed once, in the
+same pass as the bottleneck vectors, and cached, and each epoch runs only the
+unfrozen top: fast, but after a few epochs it has memorised those views.
+``--finetune-augment`` instead draws random crops, mirrors and quarter turns of
+the training originals every step and runs them through the whole network:
+minutes per epoch on a CPU instead of seconds, made for longer runs (a GPU),
+and any layer may start the unfrozen part. The saved model is the whole
+network, pixels in.
 
 Nothing is selected on the validation set: both stages run their fixed number
 of epochs and the last weights are reported and saved.
@@ -33,6 +38,7 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import csv
+import sys
 import time
 from pathlib import Path
 
@@ -40,8 +46,9 @@ import keras
 import numpy as np
 
 from common import cli
+from common.augment import random_crop_flip_turn
 from common.backbones import BackbonePreprocess, build_base, weights_fingerprint
-from common.data import load_image_folder
+from common.data import decode_image, load_image_folder, make_dataset
 from common.errors import UserError, main_guard
 from common.features import FeatureCache, cache_namespace, extract_features
 from common.predict import MODEL_FILE, write_labels
@@ -94,6 +101,13 @@ def parse_args(argv=None):
         "--finetune-learning-rate", type=float, default=1e-4, help="Adam learning rate (default: 1e-4)"
     )
     tune.add_argument("--finetune-batch-size", type=int, default=32, help="(default: 32)")
+    tune.add_argument(
+        "--finetune-augment",
+        action="store_true",
+        help="train stage 3 on random crops (50-100%% of the area), mirrors and 90-degree turns of the "
+        "training originals, drawn anew each step, through the whole network, instead of on the cached "
+        "fixed views: slower per epoch (no cache), but it does not memorise the views",
+    )
     args = cli.resolve(parser.parse_args(argv))
     if not 0 <= args.dropout < 1:
         parser.error(f"--dropout must be in [0, 1), not {args.dropout}")
@@ -122,6 +136,18 @@ def load_prepared(data_dir):
     return train_paths, train_labels, validation.paths, validation.labels, train.class_names
 
 
+def layer_index(base: keras.Model, name: str) -> int:
+    names = [layer.name for layer in base.layers]
+    if name not in names:
+        raise UserError(f"{base.name} has no layer named {name!r} (--finetune-from)")
+    return names.index(name)
+
+
+def is_original(path, data_dir) -> bool:
+    """A photo from ``train/``, not one of the offline copies in ``train_views/``."""
+    return Path(path).parent.parent == Path(data_dir) / "train"
+
+
 def split_base(base: keras.Model, first_trainable: str):
     """(bottom, top): the frozen layers up to ``first_trainable`` and the unfrozen rest.
 
@@ -129,9 +155,7 @@ def split_base(base: keras.Model, first_trainable: str):
     needs; the check below refuses a layer inside a block.
     """
     names = [layer.name for layer in base.layers]
-    if first_trainable not in names:
-        raise UserError(f"{base.name} has no layer named {first_trainable!r} (--finetune-from)")
-    index = names.index(first_trainable)
+    index = layer_index(base, first_trainable)
     cut = base.get_layer(first_trainable).input
     if isinstance(cut, (list, tuple)):
         raise UserError(f"--finetune-from {first_trainable} takes several inputs; choose the first layer of a block")
@@ -185,6 +209,25 @@ def build_head(feature_dim: int, classes: int, dropout: float):
     x = keras.layers.Dropout(dropout, name="head_dropout")(inputs)
     outputs = keras.layers.Dense(classes, activation="softmax", name="head_predictions")(x)
     return keras.Model(inputs, outputs, name="flower_head")
+
+
+def random_crops(paths, labels, image_size: int, batch_size: int, seed: int):
+    """Stage 3 with ``--finetune-augment``: random crops, mirrors and turns, new every epoch.
+
+    Each photo is first squashed to 8/7 of the input size (256 for 224), as
+    the bottlenecks squash it to the input size, so a crop of the whole area
+    is the validation view at a slightly higher resolution.
+    """
+    import tensorflow as tf
+
+    decoded = round(image_size * 8 / 7)
+    dataset = tf.data.Dataset.from_tensor_slices(([str(p) for p in paths], np.asarray(labels)))
+    dataset = dataset.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
+    dataset = dataset.map(
+        lambda path, label: (random_crop_flip_turn(decode_image(path, (decoded, decoded)), image_size), label),
+        num_parallel_calls=tf.data.AUTOTUNE,
+    )
+    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
 def full_model(backbone: str, base: keras.Model, head: keras.Model, size: int):
@@ -343,10 +386,13 @@ def main(argv=None):
     base = build_base(args.backbone, args.weights, args.image_size)
     base.trainable = False
     finetune = args.finetune_epochs > 0
-    bottom, top, first_trainable = split_base(base, args.finetune_from) if finetune else (None, None, None)
+    cut_maps = finetune and not args.finetune_augment  # stage 3 on cached cut maps
+    bottom, top, first_trainable = split_base(base, args.finetune_from) if cut_maps else (None, None, None)
+    if finetune and not cut_maps:
+        first_trainable = layer_index(base, args.finetune_from)
     extractor = bottleneck_model(args.backbone, base, bottom, top)
     namespace = cache_namespace(args.backbone, weights_fingerprint(base), args.image_size, "avg")
-    if finetune:
+    if cut_maps:
         namespace["with_cut_map"] = args.finetune_from
         announce_cut_maps(args.finetune_from, top.input_shape[1:], len(train_paths) + len(validation_paths))
     cache = FeatureCache(args.cache_dir, namespace)
@@ -408,27 +454,48 @@ def main(argv=None):
     final = stage2
     stage3 = None
 
-    # ---- Stage 3: fine-tune the top blocks on the cached cut maps.
+    # ---- Stage 3: fine-tune the top blocks, on the cached cut maps or on random crops.
     if finetune:
         stage3_start = time.perf_counter()
-        map_shape = tuple(int(d) for d in top.input_shape[1:])
-        maps_train = x_train_all[:, feature_dim:].reshape((-1, *map_shape))
-        maps_validation = x_validation_all[:, feature_dim:].reshape((-1, *map_shape))
-        top.trainable = True
-        for layer in top.layers:
-            layer.trainable = True
-        inputs = keras.Input(map_shape, name="cut_map")
-        x = top(inputs, training=False)  # BatchNorm statistics stay frozen
-        x = keras.layers.GlobalAveragePooling2D()(x)
-        x = head.get_layer("head_dropout")(x)
-        outputs = head.get_layer("head_predictions")(x)
-        tuner = keras.Model(inputs, outputs, name="finetune_top")
+        log3 = IterationLog("stage3", stage2_iterations, iteration_rows)
+        if cut_maps:
+            map_shape = tuple(int(d) for d in top.input_shape[1:])
+            maps_train = x_train_all[:, feature_dim:].reshape((-1, *map_shape))
+            maps_validation = x_validation_all[:, feature_dim:].reshape((-1, *map_shape))
+            top.trainable = True
+            for layer in top.layers:
+                layer.trainable = True
+            inputs = keras.Input(map_shape, name="cut_map")
+            x = top(inputs, training=False)  # BatchNorm statistics stay frozen
+            x = keras.layers.GlobalAveragePooling2D()(x)
+            x = head.get_layer("head_dropout")(x)
+            outputs = head.get_layer("head_predictions")(x)
+            tuner = keras.Model(inputs, outputs, name="finetune_top")
+            train_x, train_y, validation_data = maps_train, y_train, (maps_validation, y_validation)
+            samples = len(maps_train)
+        else:
+            base.trainable = True
+            for layer in base.layers[:first_trainable]:
+                layer.trainable = False
+            tuner = full_model(args.backbone, base, head, args.image_size)  # BatchNorm in inference mode
+            kept_paths = [train_paths[i] for i in extractions["train"].kept]
+            originals = [i for i, path in enumerate(kept_paths) if is_original(path, args.data_dir)]
+            train_x, train_y = random_crops(
+                [kept_paths[i] for i in originals], y_train[originals],
+                args.image_size, args.finetune_batch_size, args.seed,
+            ), None
+            validation_data = make_dataset(
+                [validation_paths[i] for i in extractions["validation"].kept], y_validation,
+                (args.image_size, args.image_size), batch_size=64,
+            )
+            samples = len(originals)
+            print(f"stage 3: new random crops of the {samples} training originals every epoch")
         # Compiled after the trainable flags changed, as Keras requires.
         tuner.compile(
             optimizer=keras.optimizers.Adam(
                 learning_rate=learning_rate(
                     args.finetune_learning_rate,
-                    iterations(len(maps_train), args.finetune_batch_size, args.finetune_epochs),
+                    iterations(samples, args.finetune_batch_size, args.finetune_epochs),
                     args.schedule,
                 )
             ),
@@ -440,17 +507,20 @@ def main(argv=None):
             f"stage 3: unfreezing {args.finetune_from} onwards ({len(base.layers) - first_trainable} of "
             f"{len(base.layers)} layers, {trainable:,} trainable weights) for {args.finetune_epochs} epochs"
         )
-        log3 = IterationLog("stage3", stage2_iterations, iteration_rows)
         fit3 = tuner.fit(
-            maps_train, y_train,
-            validation_data=(maps_validation, y_validation),
+            train_x,
+            train_y,
+            validation_data=validation_data,
             epochs=args.finetune_epochs,
-            batch_size=args.finetune_batch_size,
-            shuffle=True,
+            batch_size=args.finetune_batch_size if cut_maps else None,
+            shuffle=cut_maps,
             callbacks=[log3],
-            verbose=2,
+            verbose=1 if sys.stdout.isatty() else 2,  # a live bar in a terminal, a line per epoch in a log
         )
-        probabilities = tuner.predict(maps_validation, batch_size=64, verbose=0)
+        if cut_maps:
+            probabilities = tuner.predict(maps_validation, batch_size=64, verbose=0)
+        else:
+            probabilities = tuner.predict(validation_data, verbose=0)
         stage3 = classification_metrics(y_validation, probabilities, class_names)
         stage3.update(
             val_loss=cross_entropy(y_validation, probabilities),
@@ -458,6 +528,7 @@ def main(argv=None):
             iterations=log3._seen - stage2_iterations,
             epochs=args.finetune_epochs,
             first_trainable_layer=args.finetune_from,
+            augment=bool(args.finetune_augment),
             frozen_layers=first_trainable,
             total_layers=len(base.layers),
         )

@@ -85,6 +85,40 @@ def test_second_run_computes_no_bottleneck(first_run, prepared, capsys):
     assert "1x1x160 = 160 values per image, 0.00 GB for 54 images" in out
 
 
+def test_finetune_augment_trains_the_whole_network_on_random_crops(prepared, capsys):
+    capsys.readouterr()
+    run = train.main(
+        ["--data-dir", str(prepared / "prepared"), "--output-dir", str(prepared / "run-augment"),
+         "--cache-dir", str(prepared / "cache"), "--epochs", "1", "--finetune-epochs", "2",
+         "--finetune-augment", "--finetune-from", "Conv1", "--finetune-batch-size", "4", *TINY]
+    )
+    out = capsys.readouterr().out
+    assert "stage 3 caches" not in out  # no cut maps: the crops go through the whole network
+    assert "new random crops of the 15 training originals every epoch" in out
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["stage3"]["augment"] is True and metrics["stage3"]["frozen_layers"] == 1  # the input layer
+    # 15 originals (not their 30 offline views) in batches of 4: 4 iterations per stage-3 epoch.
+    rows = [row for row in (run / "iterations.csv").read_text().splitlines()[1:] if ",stage3," in row]
+    assert len(rows) == 2 * 4
+    history = (run / "history.csv").read_text().splitlines()
+    assert len(history) - 1 == 1 + 2
+
+
+def test_random_crop_flip_turn_keeps_size_and_content():
+    import tensorflow as tf
+
+    from common.augment import random_crop_flip_turn
+
+    tf.random.set_seed(0)
+    image = tf.reshape(tf.range(64 * 48 * 3, dtype=tf.float32), (64, 48, 3))
+    crops = [random_crop_flip_turn(image, 20, min_area=0.5).numpy() for _ in range(8)]
+    assert all(crop.shape == (20, 20, 3) for crop in crops)
+    assert all(crop.min() >= 0 and crop.max() <= float(tf.reduce_max(image)) for crop in crops)
+    assert len({crop.tobytes() for crop in crops}) == 8  # drawn anew each call
+    whole = random_crop_flip_turn(image, 64, min_area=1.0).numpy()  # all of the area: only mirror and turns
+    assert whole.shape == (64, 64, 3)
+
+
 def test_output_folder_with_results_is_not_overwritten(first_run, prepared, capsys):
     with pytest.raises(SystemExit) as exit_info:
         train.main(["--data-dir", str(prepared / "prepared"), "--output-dir", str(first_run), *TINY])
