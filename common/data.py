@@ -210,6 +210,7 @@ def make_dataset(
     augment=None,
     one_hot: int | None = None,
     cache_in_memory: bool = False,
+    transform=None,
 ):
     """A tf.data pipeline of (image, label) batches, raw pixels in 0..255.
 
@@ -217,7 +218,9 @@ def make_dataset(
     ``common.backbones``), so the pipeline is the same for every backbone and
     training and prediction cannot drift apart. Decoded images can be kept in
     memory across epochs; augmentation runs after that cache so every epoch
-    sees fresh random transforms.
+    sees fresh random transforms. ``augment`` works on whole batches;
+    ``transform`` on each image before batching, for changes that need not
+    keep every image the same size (random crops), and it runs after the cache too.
     """
     import tensorflow as tf
 
@@ -241,6 +244,8 @@ def make_dataset(
         dataset = dataset.cache()
         if shuffle:
             dataset = dataset.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
+    if transform is not None:
+        dataset = dataset.map(lambda image, label: (transform(image), label), num_parallel_calls=autotune)
     dataset = dataset.batch(batch_size)
     if augment is not None:
         dataset = dataset.map(

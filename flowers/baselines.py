@@ -234,7 +234,7 @@ def main(argv=None):
     args = parse_args(argv)
     set_seed(args.seed)
     started = time.perf_counter()
-    train_paths, y_train, validation_paths, y_validation, class_names = load_prepared(args.data_dir)
+    train_paths, y_train, validation_paths, y_validation, class_names, _ = load_prepared(args.data_dir)
     deep = deep_rows(args.deep_run)  # checked before the long work starts
     run_dir = make_run_dir(args.output_dir, OUTPUT_PARENT, "baselines")
     save_config(run_dir, vars(args))

@@ -48,7 +48,7 @@ import numpy as np
 from common import cli
 from common.augment import random_crop_flip_turn
 from common.backbones import BackbonePreprocess, build_base, weights_fingerprint
-from common.data import decode_image, load_image_folder, make_dataset
+from common.data import load_image_folder, make_dataset
 from common.errors import UserError, main_guard
 from common.features import FeatureCache, cache_namespace, extract_features
 from common.predict import MODEL_FILE, write_labels
@@ -119,7 +119,11 @@ def parse_args(argv=None):
 
 
 def load_prepared(data_dir):
-    """Training paths (originals and views), validation paths, labels and class names."""
+    """Training paths (originals and views), validation paths, labels, class names, and which are originals.
+
+    The last is a mask over the training paths: ``--finetune-augment`` draws
+    its own random views of the originals and leaves the offline copies out.
+    """
     data_dir = Path(data_dir)
     if not (data_dir / "train").is_dir() or not (data_dir / "validation").is_dir():
         raise UserError(
@@ -133,7 +137,8 @@ def load_prepared(data_dir):
     validation = load_image_folder(data_dir / "validation", train.class_names, description="validation folder")
     train_paths = [p for part in parts for p in part.paths]
     train_labels = np.concatenate([part.labels for part in parts])
-    return train_paths, train_labels, validation.paths, validation.labels, train.class_names
+    original = np.arange(len(train_paths)) < len(train.paths)
+    return train_paths, train_labels, validation.paths, validation.labels, train.class_names, original
 
 
 def layer_index(base: keras.Model, name: str) -> int:
@@ -141,11 +146,6 @@ def layer_index(base: keras.Model, name: str) -> int:
     if name not in names:
         raise UserError(f"{base.name} has no layer named {name!r} (--finetune-from)")
     return names.index(name)
-
-
-def is_original(path, data_dir) -> bool:
-    """A photo from ``train/``, not one of the offline copies in ``train_views/``."""
-    return Path(path).parent.parent == Path(data_dir) / "train"
 
 
 def split_base(base: keras.Model, first_trainable: str):
@@ -218,16 +218,11 @@ def random_crops(paths, labels, image_size: int, batch_size: int, seed: int):
     the bottlenecks squash it to the input size, so a crop of the whole area
     is the validation view at a slightly higher resolution.
     """
-    import tensorflow as tf
-
     decoded = round(image_size * 8 / 7)
-    dataset = tf.data.Dataset.from_tensor_slices(([str(p) for p in paths], np.asarray(labels)))
-    dataset = dataset.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
-    dataset = dataset.map(
-        lambda path, label: (random_crop_flip_turn(decode_image(path, (decoded, decoded)), image_size), label),
-        num_parallel_calls=tf.data.AUTOTUNE,
+    return make_dataset(
+        paths, labels, (decoded, decoded), batch_size, shuffle=True, seed=seed,
+        transform=lambda image: random_crop_flip_turn(image, image_size),
     )
-    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
 def full_model(backbone: str, base: keras.Model, head: keras.Model, size: int):
@@ -375,7 +370,7 @@ def main(argv=None):
     args = parse_args(argv)
     set_seed(args.seed)
     started = time.perf_counter()
-    train_paths, y_train, validation_paths, y_validation, class_names = load_prepared(args.data_dir)
+    train_paths, y_train, validation_paths, y_validation, class_names, original = load_prepared(args.data_dir)
     run_dir = make_run_dir(args.output_dir, OUTPUT_PARENT, "train")
     save_config(run_dir, cli.config_of(args))
     classes = len(class_names)
@@ -387,8 +382,10 @@ def main(argv=None):
     base.trainable = False
     finetune = args.finetune_epochs > 0
     cut_maps = finetune and not args.finetune_augment  # stage 3 on cached cut maps
-    bottom, top, first_trainable = split_base(base, args.finetune_from) if cut_maps else (None, None, None)
-    if finetune and not cut_maps:
+    bottom = top = first_trainable = None
+    if cut_maps:
+        bottom, top, first_trainable = split_base(base, args.finetune_from)
+    elif finetune:
         first_trainable = layer_index(base, args.finetune_from)
     extractor = bottleneck_model(args.backbone, base, bottom, top)
     namespace = cache_namespace(args.backbone, weights_fingerprint(base), args.image_size, "avg")
@@ -478,17 +475,17 @@ def main(argv=None):
             for layer in base.layers[:first_trainable]:
                 layer.trainable = False
             tuner = full_model(args.backbone, base, head, args.image_size)  # BatchNorm in inference mode
-            kept_paths = [train_paths[i] for i in extractions["train"].kept]
-            originals = [i for i, path in enumerate(kept_paths) if is_original(path, args.data_dir)]
+            kept = extractions["train"].kept
+            kept_original = original[kept]  # y_train already holds only the kept images' labels
             train_x, train_y = random_crops(
-                [kept_paths[i] for i in originals], y_train[originals],
+                [train_paths[i] for i in kept[kept_original]], y_train[kept_original],
                 args.image_size, args.finetune_batch_size, args.seed,
             ), None
             validation_data = make_dataset(
                 [validation_paths[i] for i in extractions["validation"].kept], y_validation,
                 (args.image_size, args.image_size), batch_size=64,
             )
-            samples = len(originals)
+            samples = int(kept_original.sum())
             print(f"stage 3: new random crops of the {samples} training originals every epoch")
         # Compiled after the trainable flags changed, as Keras requires.
         tuner.compile(
