@@ -25,7 +25,7 @@ import numpy as np
 
 from cats_dogs.model import OUTPUT_PARENT, TOP_WEIGHTS, build_top_model, load_splits, loss_for, make_parser, stack
 from common import cli
-from common.backbones import build_feature_extractor, weights_fingerprint
+from common.backbones import build_model, weights_fingerprint
 from common.errors import main_guard
 from common.features import FeatureCache, cache_namespace, extract_features
 from common.predict import write_labels
@@ -49,7 +49,7 @@ def main(argv=None) -> dict:
     print(f"{len(train)} training and {len(validation)} validation images, classes {train.class_names}")
 
     # 1. Bottleneck features, computed once per image and cached on disk.
-    extractor, base = build_feature_extractor(args.backbone, args.weights, args.image_size, pooling=None)
+    extractor, base = build_model(args.backbone, args.weights, args.image_size)
     namespace = cache_namespace(args.backbone, weights_fingerprint(base), args.image_size, None)
     cache = FeatureCache(args.cache_dir, namespace)
     train_features = extract_features(extractor, train.paths, cache, args.image_size, args.batch_size, "train features")

@@ -110,7 +110,7 @@ def main(argv=None) -> dict:
     model = stack(base, top, args.backbone)
 
     # 2. Freeze everything below the last conv block, then compile.
-    first_trainable = args.unfreeze_from or get_spec(args.backbone).last_block
+    first_trainable = args.unfreeze_from or get_spec(args.backbone).unfreeze_from
     if isinstance(first_trainable, str) and first_trainable.isdigit():
         first_trainable = int(first_trainable)
     index = freeze_below(base, first_trainable)

@@ -29,27 +29,51 @@ class BackboneSpec:
     default_size: int
     min_size: int
     weights_file: str  # the official no-top ImageNet file, named in offline errors
-    last_block: str  # first layer of the last block: what fine-tuning unfreezes
+    unfreeze_from: str  # default first trainable layer when fine-tuning (see UNFREEZE_FROM)
     pooled_dim: int
 
     def preprocess(self, images):
         return getattr(keras.applications, self.module).preprocess_input(images)
 
 
+#: The default first trainable layer of each backbone when fine-tuning (every
+#: command's ``--unfreeze-from``), and why. One rule for all three: unfreeze
+#: the last stage of the network, the layers whose features are the most
+#: specific to ImageNet's classes, and keep the generic lower stages frozen.
+UNFREEZE_FROM = {
+    "vgg16": (
+        "block5_conv1",
+        "the last convolutional block, layers[15:] (the textbook's lab fine-tunes it; its "
+        "layers[:25] is a Keras 1 count that would freeze everything in Keras 3)",
+    ),
+    "inception_v3": (
+        "mixed9",
+        "the top two Inception blocks, mixed9 and mixed10 (the first 249 layers frozen, as in the "
+        "Keras guide to fine-tuning Inception-v3 that the textbook's flower example follows)",
+    ),
+    "mobilenet_v2": (
+        "block_14_expand",
+        "the last 7x7 stage, blocks 14-16 and Conv_1 (1.5 M of the 2.3 M weights): the counterpart "
+        "of VGG16's block 5; it starts at a block boundary, so the frozen part's output is one tensor "
+        "that can be cached",
+    ),
+}
+
 BACKBONES = {
     spec.name: spec
     for spec in (
         BackboneSpec(
             "vgg16", "VGG16", "vgg16", 224, 32,
-            "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5", "block5_conv1", 512,
+            "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5", UNFREEZE_FROM["vgg16"][0], 512,
         ),
         BackboneSpec(
             "inception_v3", "InceptionV3", "inception_v3", 299, 75,
-            "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5", "mixed9", 2048,
+            "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5", UNFREEZE_FROM["inception_v3"][0], 2048,
         ),
         BackboneSpec(
             "mobilenet_v2", "MobileNetV2", "mobilenet_v2", 224, 32,
-            "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5", "block_16_expand", 1280,
+            "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5",
+            UNFREEZE_FROM["mobilenet_v2"][0], 1280,
         ),
     )
 }
@@ -137,45 +161,84 @@ def weights_fingerprint(model: keras.Model) -> str:
     return digest.hexdigest()[:16]
 
 
-def build_feature_extractor(
-    name: str, weights: str = "imagenet", image_size: int | None = None, pooling: str | None = None
+def build_model(
+    backbone: str,
+    weights: str = "imagenet",
+    image_size: int | None = None,
+    *,
+    head=None,
+    pooling: str | None = None,
+    base: keras.Model | None = None,
+    name: str | None = None,
 ) -> tuple[keras.Model, keras.Model]:
-    """Raw pixels in, bottleneck features out: (extractor, base).
+    """The one model builder of every example: (model, base).
 
-    ``pooling=None`` keeps the last convolutional map, as the cats-vs-dogs
-    lab flattens it; ``"avg"`` gives the 2048-d Inception vectors of the
-    flower example.
+    Raw RGB pixels in 0..255 -> the backbone's own ``preprocess_input`` (a
+    saved layer) -> the convolutional base with BatchNorm in inference mode
+    (``training=False``, so fine-tuning never updates ImageNet's statistics
+    with small batches) -> optional global pooling -> ``head``.
+
+    ``head`` is a Keras layer or model, or any callable from a tensor to a
+    tensor; ``None`` returns the features themselves (a feature extractor).
+    ``pooling=None`` keeps the last convolutional map, as the cats-vs-dogs lab
+    flattens it; ``"avg"`` gives the 2048-d Inception vectors of the flower
+    example. Pass ``base`` to wrap a base that already exists (one trained in
+    an earlier stage) instead of building a new one.
     """
-    spec = get_spec(name)
-    base = build_base(name, weights, image_size)
+    spec = get_spec(backbone)
+    if base is None:
+        base = build_base(backbone, weights, image_size)
     size = base.input_shape[1]
-    inputs = keras.Input((size, size, 3), name="pixels")
-    features = base(BackbonePreprocess(name)(inputs), training=False)
+    pixels = keras.Input((size, size, 3), name="pixels")
+    x = base(BackbonePreprocess(backbone)(pixels), training=False)
     if pooling == "avg":
-        features = keras.layers.GlobalAveragePooling2D()(features)
+        x = keras.layers.GlobalAveragePooling2D(name="pooled")(x)
     elif pooling == "max":
-        features = keras.layers.GlobalMaxPooling2D()(features)
+        x = keras.layers.GlobalMaxPooling2D(name="pooled")(x)
     elif pooling is not None:
         raise ValueError(f"pooling must be None, 'avg' or 'max', not {pooling!r}")
-    extractor = keras.Model(inputs, features, name=f"{spec.name}_features")
-    return extractor, base
+    outputs = x if head is None else head(x)
+    default_name = f"{spec.name}_features" if head is None else f"{spec.name}_classifier"
+    return keras.Model(pixels, outputs, name=name or default_name), base
 
 
-def freeze_below(base: keras.Model, first_trainable: str | int) -> int:
-    """Freeze every layer before ``first_trainable`` (a layer name or index); return that index.
+def layer_index(base: keras.Model, layer: str | int) -> int:
+    """Position of ``layer`` (a name, an index or a digit string) in ``base.layers``."""
+    if isinstance(layer, str) and layer.lstrip("-").isdigit():
+        layer = int(layer)
+    if isinstance(layer, int):
+        if not 0 <= layer <= len(base.layers):
+            raise UserError(f"layer index {layer} is outside 0..{len(base.layers)} for {base.name}")
+        return layer
+    names = [item.name for item in base.layers]
+    if layer not in names:
+        close = [name for name in names if layer.split("_")[0] in name][:5]
+        hint = f"; similar names: {', '.join(close)}" if close else ""
+        raise UserError(f"{base.name} has no layer named {layer!r} (--unfreeze-from){hint}")
+    return names.index(layer)
 
+
+def freeze_below(base: keras.Model, first_trainable: str | int | None) -> int:
+    """Freeze every layer of ``base`` before ``first_trainable``; return that layer's index.
+
+    ``first_trainable`` is a layer name, an index (``5`` freezes the
+    textbook's ``layers[:5]``; ``0`` trains everything) or ``"none"`` / None,
+    which freezes the whole base (a feature extractor with a trained head).
     With ``keras.applications.VGG16`` the last conv block starts at
     ``block5_conv1``, index 15: the textbook's ``layers[:25]`` is a Keras 1
-    count and would freeze everything.
+    count and would freeze everything. Compile the model *after* calling this:
+    Keras reads the flags when it compiles.
     """
-    if isinstance(first_trainable, str):
-        names = [layer.name for layer in base.layers]
-        if first_trainable not in names:
-            raise UserError(f"{base.name} has no layer named {first_trainable!r}")
-        index = names.index(first_trainable)
-    else:
-        index = int(first_trainable)
+    if first_trainable is None or (isinstance(first_trainable, str) and first_trainable.lower() == "none"):
+        base.trainable = False
+        return len(base.layers)
+    index = layer_index(base, first_trainable)
     base.trainable = True
     for position, layer in enumerate(base.layers):
         layer.trainable = position >= index
     return index
+
+
+def default_unfreeze_from(backbone: str) -> str:
+    """The backbone's default first trainable layer (``UNFREEZE_FROM``)."""
+    return UNFREEZE_FROM[get_spec(backbone).name][0]

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common.backbones import BACKBONES, build_feature_extractor, get_spec, weights_fingerprint
+from common.backbones import BACKBONES, build_model, get_spec, weights_fingerprint
 from common.cli import parser_from_doc
 from common.data import decode_image, load_image_folder
 from common.errors import UserError, main_guard
@@ -67,7 +67,7 @@ def main(argv=None) -> dict:
     run_dir = make_run_dir(args.output_dir, "runs/benchmark", "features")
     save_config(run_dir, {**vars(args), "image_size": size, "n_images": len(paths)})
 
-    extractor, base = build_feature_extractor(args.backbone, args.weights, size, args.pooling)
+    extractor, base = build_model(args.backbone, args.weights, size, pooling=args.pooling)
     print(f"{len(paths)} images, {args.backbone} at {size}x{size}, batch {args.batch_size}")
 
     images = np.stack([decode_image(p, (size, size)).numpy() for p in paths])

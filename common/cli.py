@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from common.backbones import BACKBONES, get_spec
+from common.backbones import BACKBONES, UNFREEZE_FROM, get_spec
 
 DEFAULT_CACHE_DIR = "data/cache/features"
 
@@ -80,6 +80,26 @@ def add_common_arguments(
     parser.set_defaults(_textbook_backbone=backbone, _textbook_size=image_size, _output_parent=output_parent)
 
 
+def add_unfreeze_argument(group, default: str | None = None, what: str = "fine-tuning") -> None:
+    """``--unfreeze-from LAYER``: the one name every command gives the first trainable layer.
+
+    ``default=None`` means the backbone's own cut point (``common.backbones.UNFREEZE_FROM``),
+    filled in by ``resolve``; a command with a textbook value of its own (flower17's
+    ``layers[:5]``) passes it.
+    """
+    if default is None:
+        shown = ", ".join(f"{layer} for {name}" for name, (layer, _) in UNFREEZE_FROM.items())
+    else:
+        shown = default
+    group.add_argument(
+        "--unfreeze-from",
+        default=default,
+        metavar="LAYER",
+        help=f"first trainable layer of the base for {what}: a layer name, an index (5 freezes "
+        f"layers[:5], 0 trains every layer) or 'none' (the whole base frozen) (default: {shown})",
+    )
+
+
 def resolve(args: argparse.Namespace) -> argparse.Namespace:
     """Fill in the backbone-dependent defaults and check the numbers."""
     if args.image_size is None:
@@ -87,6 +107,8 @@ def resolve(args: argparse.Namespace) -> argparse.Namespace:
             args.image_size = args._textbook_size
         else:
             args.image_size = get_spec(args.backbone).default_size
+    if getattr(args, "unfreeze_from", "absent") is None:
+        args.unfreeze_from = UNFREEZE_FROM[args.backbone][0]
     for name in ("epochs", "batch_size", "image_size"):
         value = getattr(args, name, None)
         if value is not None and value < (0 if name == "epochs" else 1):

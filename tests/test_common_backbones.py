@@ -8,7 +8,7 @@ import pytest
 from common.backbones import (
     BackbonePreprocess,
     build_base,
-    build_feature_extractor,
+    build_model,
     freeze_below,
     weights_fingerprint,
 )
@@ -41,7 +41,7 @@ def test_preprocessing_is_the_backbones_own_and_survives_saving(tmp_path):
 
 def test_fingerprint_follows_the_weight_values():
     keras.utils.set_random_seed(1)
-    extractor, base = build_feature_extractor("mobilenet_v2", "none", 32, pooling="avg")
+    extractor, base = build_model("mobilenet_v2", "none", 32, pooling="avg")
     first = weights_fingerprint(base)
     assert weights_fingerprint(base) == first
     base.layers[1].kernel.assign(base.layers[1].kernel + 1.0)
@@ -79,3 +79,32 @@ def test_offline_imagenet_download_says_which_file_and_where(tmp_path, monkeypat
 def test_too_small_an_image_size_is_refused():
     with pytest.raises(UserError, match="at least 75x75"):
         build_base("inception_v3", "none", 32)
+
+
+def test_one_builder_wraps_pixels_preprocessing_base_pooling_and_head():
+    keras.utils.set_random_seed(0)
+    head = keras.layers.Dense(3, activation="softmax", name="head")
+    model, base = build_model("mobilenet_v2", "none", 32, head=head, pooling="avg")
+    pixels = np.random.default_rng(1).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+    by_hand = head(keras.ops.mean(base(BackbonePreprocess("mobilenet_v2")(pixels), training=False), axis=(1, 2)))
+    assert model.output_shape == (None, 3)
+    assert np.allclose(model.predict(pixels, verbose=0), np.asarray(by_hand), atol=1e-5)
+    # an existing base is wrapped, not rebuilt: the same variables
+    again, same_base = build_model("mobilenet_v2", base=base, pooling="max")
+    assert same_base is base and again.output_shape == (None, 1280)
+
+
+def test_freezing_by_name_index_or_none_and_the_default_table():
+    from common.backbones import UNFREEZE_FROM, default_unfreeze_from, layer_index
+
+    base = build_base("mobilenet_v2", "none", 32)
+    assert freeze_below(base, "5") == 5 and [layer.trainable for layer in base.layers[:6]] == [False] * 5 + [True]
+    assert freeze_below(base, 0) == 0 and all(layer.trainable for layer in base.layers)
+    assert freeze_below(base, "none") == len(base.layers) and not base.trainable_weights
+    cut = freeze_below(base, default_unfreeze_from("mobilenet_v2"))
+    assert base.layers[cut].name == "block_14_expand" == UNFREEZE_FROM["mobilenet_v2"][0]
+    assert not any(layer.trainable_weights for layer in base.layers[:cut])
+    with pytest.raises(UserError, match="no layer named 'block_99_expand'"):
+        layer_index(base, "block_99_expand")
+    with pytest.raises(UserError, match="outside"):
+        layer_index(base, 10_000)
