@@ -37,7 +37,9 @@ class Augmenter:
 
     Call it on a batch of float images in 0..255, shape (batch, height, width, 3):
     ``augmenter(images, training=True)``. With ``training=False`` only
-    ``rescale`` is applied, as for validation data.
+    ``rescale`` is applied, as for validation data. For segmentation,
+    ``augmenter.pair(images, masks)`` moves each image and its mask by the
+    same draw.
     """
 
     def __init__(
@@ -140,19 +142,62 @@ class Augmenter:
         if training:
             for layer in self.layers:
                 images = layer(images, training=True)
-            batch = tf.shape(images)[0]
-            if self.brightness_range is not None:
-                low, high = self.brightness_range
-                factors = tf.random.uniform([batch, 1, 1, 1], low, high, seed=self.seed)
-                images = tf.clip_by_value(images * factors, 0.0, 255.0)
-            if self.channel_shift_range:
-                shifts = tf.random.uniform(
-                    [batch, 1, 1, 3], -self.channel_shift_range, self.channel_shift_range, seed=self.seed
-                )
-                images = tf.clip_by_value(images + shifts, 0.0, 255.0)
+            images = self._photometric(images)
         if self.rescale:
             images = images * self.rescale
         return images
+
+    def _photometric(self, images):
+        import tensorflow as tf
+
+        batch = tf.shape(images)[0]
+        if self.brightness_range is not None:
+            low, high = self.brightness_range
+            factors = tf.random.uniform([batch, 1, 1, 1], low, high, seed=self.seed)
+            images = tf.clip_by_value(images * factors, 0.0, 255.0)
+        if self.channel_shift_range:
+            shifts = tf.random.uniform(
+                [batch, 1, 1, 3], -self.channel_shift_range, self.channel_shift_range, seed=self.seed
+            )
+            images = tf.clip_by_value(images + shifts, 0.0, 255.0)
+        return images
+
+    def pair(self, images, masks, training: bool = True):
+        """Augment images and their segmentation masks with the same geometric transform.
+
+        ``masks`` hold 0/1 values, shape (batch, height, width) or (batch,
+        height, width, k) for k binary masks (one-hot encode a label map
+        first). Each image and its mask are moved by one draw of rotation,
+        shift, shear, zoom and flips; brightness, channel shift and
+        ``rescale`` change the image only. The mask is resampled exactly as
+        the image (bilinear, same fill) and thresholded at one half, so it
+        stays binary and its boundary is where the image's own boundary lands,
+        not a nearest-neighbour staircase. Returns ``(images, masks)``, the
+        masks in the dtype they came in.
+        """
+        import tensorflow as tf
+
+        images = tf.convert_to_tensor(images, dtype=tf.float32)
+        masks = tf.convert_to_tensor(masks)
+        mask_dtype = masks.dtype
+        squeeze = masks.shape.rank == 3
+        float_masks = tf.cast(masks[..., None] if squeeze else masks, tf.float32)
+        if training and self.layers:
+            # One call of each layer draws one transform per batch element and
+            # applies it to every channel, so riding along as extra channels
+            # moves a mask exactly as its image. Stored as cval + mask, a
+            # constant fill (cval) reads back as background.
+            channels = tf.shape(images)[-1]
+            stacked = tf.concat([images, float_masks + self.cval], axis=-1)
+            for layer in self.layers:
+                stacked = layer(stacked, training=True)
+            images, float_masks = stacked[..., :channels], stacked[..., channels:] - self.cval
+            float_masks = tf.cast(float_masks >= 0.5, tf.float32)
+        images = self._photometric(images) if training else images
+        if self.rescale:
+            images = images * self.rescale
+        masks = tf.cast(float_masks[..., 0] if squeeze else float_masks, mask_dtype)
+        return images, masks
 
     def get_config(self) -> dict:
         return {

@@ -119,3 +119,47 @@ def test_preview_writes_count_pictures_and_never_overwrites(tmp_path):
     assert not set(second) & set(first)
     assert all(p.read_bytes() == data for p, data in before.items())
     assert (tmp_path / "cat_preview.png").exists() and (tmp_path / "cat_preview_1.png").exists()
+
+
+def disc_pairs(count=64, size=32):
+    """An off-centre bright disc on black (RGB, 0..255) and its mask (0/1), one per image."""
+    rows, columns = np.mgrid[:size, :size]
+    disc = (rows - 12.3) ** 2 + (columns - 18.6) ** 2 <= 7.5**2
+    images = np.repeat(np.repeat((255.0 * disc)[None, :, :, None], 3, axis=3), count, axis=0).astype(np.float32)
+    masks = np.repeat(disc[None].astype(np.uint8), count, axis=0)
+    return images, masks
+
+
+@pytest.mark.parametrize("fill_mode", ["nearest", "constant", "reflect", "wrap"])
+def test_pair_moves_image_and_mask_together_and_the_mask_stays_binary(fill_mode):
+    images, masks = disc_pairs()
+    augmenter = Augmenter(
+        rotation_range=40, width_shift_range=0.2, height_shift_range=0.2, shear_range=30, zoom_range=0.3,
+        horizontal_flip=True, vertical_flip=True, fill_mode=fill_mode, seed=11,
+    )
+    out_images, out_masks = (np.asarray(t) for t in augmenter.pair(images, masks))
+    assert out_masks.shape == masks.shape and out_masks.dtype == np.uint8
+    assert set(np.unique(out_masks)) == {0, 1}
+    # Where the image is bright, the mask is set: pixel for pixel, in every draw.
+    assert np.array_equal(out_masks, (out_images[..., 0] >= 127.5).astype(np.uint8))
+    # ... and the draws really moved them (each image its own transform).
+    assert np.mean([not np.array_equal(m, masks[0]) for m in out_masks]) > 0.9
+    assert len({m.tobytes() for m in out_masks}) > 0.9 * len(out_masks)
+
+
+def test_pair_changes_brightness_of_the_image_only_and_keeps_several_masks_and_their_dtype():
+    images, masks = disc_pairs(count=16)
+    two_masks = np.stack([masks, 1 - masks], axis=-1).astype(bool)
+    augmenter = Augmenter(brightness_range=(0.3, 1.7), channel_shift_range=60, rescale=1 / 255, seed=3)
+    out_images, out_masks = (np.asarray(t) for t in augmenter.pair(images, two_masks))
+    assert out_masks.dtype == bool and np.array_equal(out_masks, two_masks)
+    assert not np.allclose(out_images, images / 255)
+    assert out_images.max() <= 1.0 + 1e-6  # rescale reaches the image, not the mask
+
+
+def test_pair_without_training_only_rescales_the_image():
+    images, masks = disc_pairs(count=4)
+    augmenter = Augmenter(rotation_range=40, zoom_range=0.3, rescale=0.5, seed=1)
+    out_images, out_masks = augmenter.pair(images, masks, training=False)
+    assert np.allclose(np.asarray(out_images), images * 0.5)
+    assert np.array_equal(np.asarray(out_masks), masks)
