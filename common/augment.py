@@ -342,23 +342,40 @@ def _contact_sheet(original, augmented, path: Path) -> None:
     plt.close(figure)
 
 
-def random_crop_flip_turn(image, size: int, min_area: float = 0.5):
+def random_crop_flip_turn(image, size: int, min_area: float = 0.5, seed=None):
     """A random crop of one image, resized to ``size`` x ``size``, randomly mirrored and turned.
 
-    The crop keeps ``min_area``..1 of the area with an aspect ratio in
-    3/4..4/3 (Inception's "random resized crop"); the mirror and the multiple
-    of 90 degrees cover what the textbook's offline flipped and rotated copies
-    show. Drawn anew every step, they keep a long fine-tune from memorising a
-    fixed set of views. ``image`` is one float image (height, width, 3).
+    The crop keeps ``min_area``..1 of the area with an aspect ratio (width
+    over height, in pixels) in 3/4..4/3: Inception's "random resized crop",
+    sampled by ``tf.image.stateless_sample_distorted_bounding_box``. It redraws
+    a crop that does not fit, so large areas are a little rarer than in a
+    uniform draw: on a square image 0.66 of the area on average at
+    ``min_area=0.5``, against 0.71 for this function's former hand-written
+    sampler. The mirror and the multiple of 90 degrees cover what the
+    textbook's offline flipped and rotated copies show. Drawn anew every step,
+    they keep a long fine-tune from memorising a fixed set of views.
+
+    ``image`` is one float image (height, width, channels). ``seed`` is an
+    optional stateless seed (two integers) for reproducible draws; by default
+    each call takes a fresh one. The crop, the mirror and the turn each use
+    their own stream of it.
     """
     import tensorflow as tf
 
-    shape = tf.cast(tf.shape(image)[:2], tf.float32)
-    area = tf.random.uniform([], min_area, 1.0)
-    ratio = tf.exp(tf.random.uniform([], math.log(3 / 4), math.log(4 / 3)))
-    height = tf.cast(tf.minimum(shape[0], tf.round(shape[0] * tf.sqrt(area / ratio))), tf.int32)
-    width = tf.cast(tf.minimum(shape[1], tf.round(shape[1] * tf.sqrt(area * ratio))), tf.int32)
-    image = tf.image.random_crop(image, tf.stack([height, width, 3]))
+    if seed is None:
+        seed = tf.random.uniform([2], maxval=tf.int32.max, dtype=tf.int32)
+    streams = [tf.random.experimental.stateless_fold_in(seed, stream) for stream in (1, 2, 3)]
+    begin, crop_size, _ = tf.image.stateless_sample_distorted_bounding_box(
+        tf.shape(image),
+        bounding_boxes=tf.constant([[[0.0, 0.0, 1.0, 1.0]]]),
+        seed=streams[0],
+        min_object_covered=0.0,
+        aspect_ratio_range=(3 / 4, 4 / 3),
+        area_range=(min_area, 1.0),
+        max_attempts=100,
+    )
+    image = tf.slice(image, begin, crop_size)
     image = tf.image.resize(image, (size, size), method="bilinear", antialias=True)
-    image = tf.image.random_flip_left_right(image)
-    return tf.image.rot90(image, tf.random.uniform([], 0, 4, tf.int32))
+    mirror = tf.random.stateless_uniform([], streams[1]) < 0.5
+    image = tf.cond(mirror, lambda: tf.reverse(image, [1]), lambda: image)
+    return tf.image.rot90(image, tf.random.stateless_uniform([], streams[2], 0, 4, tf.int32))

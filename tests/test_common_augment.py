@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from common.augment import Augmenter
+from common.augment import Augmenter, random_crop_flip_turn
 
 
 def gradient_batch(count=16, size=32):
@@ -272,6 +272,31 @@ def test_channel_shift_adds_one_value_to_every_channel_within_the_images_own_ran
     assert np.allclose(shifts[inside], expected[inside], atol=1e-3)  # one value, added to all channels
     assert per_image.min() < -40 and per_image.max() > 40 and np.abs(per_image).max() <= 50 + 1e-3
     assert out.min() >= 60.0 - 1e-3 and out.max() <= 200.0 + 1e-3  # clipped to the image's own range
+
+
+def test_random_crop_flip_turn_keeps_area_aspect_and_draws_every_mirror_and_turn():
+    """Pixel values encode their source column and row, so the output shows the crop box, mirror and turn."""
+    import tensorflow as tf
+
+    height, width = 60, 80
+    rows, columns = np.mgrid[:height, :width].astype(np.float32)
+    image = tf.constant(np.stack([columns, rows, np.zeros_like(rows)], axis=-1))
+    areas, aspects, views = [], [], set()
+    for index in range(200):
+        crop = random_crop_flip_turn(image, 32, min_area=0.5, seed=[3, index]).numpy()
+        left, right, top, bottom = crop[..., 0].min(), crop[..., 0].max(), crop[..., 1].min(), crop[..., 1].max()
+        areas.append((right - left + 1) * (bottom - top + 1) / (height * width))
+        aspects.append((right - left + 1) / (bottom - top + 1))
+        column_step = np.sign(np.round(crop[16, -1, :2] - crop[16, 0, :2]))  # what changes left to right
+        row_step = np.sign(np.round(crop[-1, 16, :2] - crop[0, 16, :2]))  # what changes top to bottom
+        views.add((tuple(column_step), tuple(row_step)))
+    assert crop.shape == (32, 32, 3)
+    assert 0.5 - 0.05 <= min(areas) < 0.6 and max(areas) > 0.9 and max(areas) <= 1.0 + 1e-6
+    assert 3 / 4 - 0.05 <= min(aspects) and max(aspects) <= 4 / 3 + 0.05
+    assert len(views) == 8  # every mirror and quarter turn of the square
+    same = random_crop_flip_turn(image, 32, seed=[3, 7]).numpy()
+    assert np.array_equal(same, random_crop_flip_turn(image, 32, seed=[3, 7]).numpy())
+    assert not np.array_equal(random_crop_flip_turn(image, 32).numpy(), random_crop_flip_turn(image, 32).numpy())
 
 
 def disc_pairs(count=64, size=32):
