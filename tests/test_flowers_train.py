@@ -154,21 +154,6 @@ def test_finetune_augment_trains_the_whole_network_on_random_crops(prepared, cap
     assert len(history) - 1 == 1 + 2
 
 
-def test_random_crop_flip_turn_keeps_size_and_content():
-    import tensorflow as tf
-
-    from common.augment import random_crop_flip_turn
-
-    tf.random.set_seed(0)
-    image = tf.reshape(tf.range(64 * 48 * 3, dtype=tf.float32), (64, 48, 3))
-    crops = [random_crop_flip_turn(image, 20, min_area=0.5).numpy() for _ in range(8)]
-    assert all(crop.shape == (20, 20, 3) for crop in crops)
-    assert all(crop.min() >= 0 and crop.max() <= float(tf.reduce_max(image)) for crop in crops)
-    assert len({crop.tobytes() for crop in crops}) == 8  # drawn anew each call
-    whole = random_crop_flip_turn(image, 64, min_area=1.0).numpy()  # all of the area: only mirror and turns
-    assert whole.shape == (64, 64, 3)
-
-
 def test_output_folder_with_results_is_not_overwritten(first_run, prepared, capsys):
     with pytest.raises(SystemExit) as exit_info:
         train.main(["--data-dir", str(prepared / "prepared"), "--output-dir", str(first_run), *TINY])
