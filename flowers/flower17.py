@@ -90,7 +90,7 @@ def parse_args(argv=None):
     )
     cli.add_unfreeze_argument(group, default="5", why="the textbook's layers[:5] frozen")
     group.add_argument("--learning-rate", type=float, default=1e-4, help="SGD learning rate, momentum 0.9 (default: 1e-4)")
-    group.add_argument("--patience", type=int, default=10, help="early-stopping patience in epochs (default: 10)")
+    group.add_argument("--patience", type=int, default=10, help="early-stopping patience in epochs, 0 for none (default: 10)")
     group.add_argument(
         "--predict", default=None, metavar="IMAGE",
         help="image to classify at the end, read with OpenCV (default: the first validation image)",
