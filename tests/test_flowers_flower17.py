@@ -39,7 +39,8 @@ def test_two_classes_end_to_end(tmp_path, capsys):
         assert (run / name).is_file(), name
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["n_train"] == 139 and metrics["n_val"] == 20
-    assert metrics["frozen_layers"] == 5 and metrics["frozen_layer_names"][0] == "input_layer"
+    assert metrics["frozen_layers"] == 5 and metrics["frozen_layer_names"][1:] == [
+        "Conv1", "bn_Conv1", "Conv1_relu", "expanded_conv_depthwise"]  # the input layer's name has a counter
     # The reported model is the best-on-validation checkpoint (no early stopping here to restore it):
     # its accuracy is the best epoch's, and model.keras holds the checkpoint's weights.
     history = (run / "history.csv").read_text().splitlines()
