@@ -208,6 +208,16 @@ def freeze_below(base: keras.Model, first_trainable: str | int | None) -> int:
     ``block5_conv1``, index 15: the textbook's ``layers[:25]`` is a Keras 1
     count and would freeze everything. Compile the model *after* calling this:
     Keras reads the flags when it compiles.
+
+    BatchNormalization layers stay frozen above the cut too, so that they run
+    in inference mode with ImageNet's statistics. Calling the base with
+    ``training=False`` is not enough in Keras 3: an outer model trained with
+    ``fit`` (``training=True``) overrides it for every layer inside
+    (keras-team/keras#20285; measured here: with MobileNetV2 unfrozen from
+    block_14_expand, two steps of ``fit`` moved block_16_project_BN's moving
+    mean, so fine-tuning normalised with batch statistics of 16-32 images).
+    A BatchNormalization layer with ``trainable=False`` runs in inference
+    mode whatever its call says; its scale and offset stay ImageNet's too.
     """
     if first_trainable is None or (isinstance(first_trainable, str) and first_trainable.lower() == "none"):
         base.trainable = False
@@ -215,7 +225,7 @@ def freeze_below(base: keras.Model, first_trainable: str | int | None) -> int:
     index = layer_index(base, first_trainable)
     base.trainable = True
     for position, layer in enumerate(base.layers):
-        layer.trainable = position >= index
+        layer.trainable = position >= index and not isinstance(layer, keras.layers.BatchNormalization)
     return index
 
 
