@@ -49,7 +49,7 @@ def main():
                       metrics=["accuracy"])
     train = distribution.dataset(
         lambda batch, shard: make_dataset(folder.paths, folder.labels, (16, 16), batch, shuffle=True, seed=1,
-                                          shard=shard).repeat(),
+                                          shard=shard),
         global_batch_size=8,
     )
     validation = make_dataset(folder.paths, folder.labels, (16, 16), 8)
