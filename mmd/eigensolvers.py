@@ -74,26 +74,6 @@ _INT = _spec(dtype=tf.int32)
 # shared pieces
 # --------------------------------------------------------------------------
 
-def s_factors(U, w, lambda_: float):
-    """S = U diag(w) U^T + lambda I as lambda I + Z diag(s - lambda) Z^T.
-
-    Returns (Z, s): Z (p, r) orthonormal, s (r,) the eigenvalues of S on
-    span(Z); S is lambda on the rest.  Cost O(p r^2): a thin QR of U and an
-    r x r `eigh`.
-    """
-    U = tf.convert_to_tensor(U, tf.float64)
-    w = tf.convert_to_tensor(np.asarray(w, dtype=np.float64))
-    r = int(U.shape[1])
-    if r == 0:
-        return U, tf.zeros([0], tf.float64)
-    Q, R = tf.linalg.qr(U)
-    small = tf.matmul(R * w[None, :], R, transpose_b=True)
-    small = 0.5 * (small + tf.transpose(small)) + lambda_ * tf.eye(r, dtype=tf.float64)
-    s, E = tf.linalg.eigh(small)
-    return tf.matmul(Q, E), tf.maximum(s, lambda_)   # S >= lambda I: clip rounding
-
-
-@_compiled(_MATRIX)
 def _unit_columns(V):
     """Unit 2-norm columns, each column's largest-magnitude entry positive
     (eigenvectors are only defined up to sign; fixing it makes runs
@@ -105,11 +85,11 @@ def _unit_columns(V):
 
 
 def _finish(V, nu):
-    """(phi = 1/nu, V with the column conventions); phi = inf where nu = 0."""
+    """(phi = 1/nu, V); phi = inf where nu = 0 (a direction B cannot see)."""
     nu = np.asarray(nu)
     with np.errstate(divide="ignore"):
         phi = np.where(nu > 0, 1.0 / np.maximum(nu, _TINY), np.inf)
-    return phi, _unit_columns(V)
+    return phi, V
 
 
 def solve_exact(U, w, lambda_: float, n_components: int, B=None, Pc=None):
@@ -144,7 +124,7 @@ def solve_exact(U, w, lambda_: float, n_components: int, B=None, Pc=None):
         Q = Q[:, ::-1][:, :k]
         Y = tf.matmul(R, Q) / tf.sqrt(tf.maximum(nu, _TINY))[None, :]
     V = tf.linalg.triangular_solve(L, Y, lower=True, adjoint=True)  # a = L^-T y
-    return _finish(V, nu.numpy())
+    return _finish(_unit_columns(V), nu.numpy())
 
 
 # --------------------------------------------------------------------------
@@ -207,14 +187,6 @@ def _largest_residual(X, AX, theta, k):
                                                           _tiny(theta.dtype))
 
 
-@_compiled(_VECTOR, _MATRIX, _MATRIX, _MATRIX, _INT)
-def _start_cold(delta, F, K, X, k):
-    """Ritz pairs of the start block by Rayleigh-Ritz on it."""
-    theta, X, AX = _rayleigh_ritz(X, _apply(delta, F, K, X), tf.shape(X)[1])
-    return theta, X, AX, _largest_residual(X, AX, theta, k)
-
-
-@_compiled(_VECTOR, _MATRIX, _MATRIX, _MATRIX, _INT)
 def _rayleigh_quotients(delta, F, K, X, k):
     """Unit columns, their Rayleigh quotients (descending) and residual."""
     X = X / tf.norm(X, axis=0, keepdims=True)
@@ -243,16 +215,34 @@ def _step(delta, F, K, FF, X, AX, theta, k, keep_old):
     return theta, X, AX, _largest_residual(X, AX, theta, k)
 
 
-def _step_signature(dtype):
-    v, M = _spec(None, dtype=dtype), _spec(None, None, dtype=dtype)
-    return v, M, M, M, M, M, v, _INT
+def _first_step(delta, F, K, X, k, cold):
+    """Ritz pairs of the start block (Rayleigh-Ritz when cold, Rayleigh
+    quotients when warm) and the first step from there.
+
+    The first step takes a start with residuals of 1e-4..1e-1 to about
+    1e-7; float32 is enough for that and 3-4x faster.  Its vectors are then
+    re-measured in float64, and the following (float64) steps converge
+    cubically from there.  Returns the start's (theta, X, AX, residual), the
+    step's, and FF for the later steps."""
+    f = tf.shape(F)[1]
+    FF = tf.reshape(F[:, :, None] * F[:, None, :], tf.stack([-1, f * f]))
+    if cold:
+        theta, X, AX = _rayleigh_ritz(X, _apply(delta, F, K, X), tf.shape(X)[1])
+        start = theta, X, AX, _largest_residual(X, AX, theta, k)
+    else:
+        start = _rayleigh_quotients(delta, F, K, X, k)
+    theta, X, AX, _ = start
+    args32 = [tf.cast(a, tf.float32) for a in (delta, F, K, FF, X, AX, theta)]
+    X32 = _step(*args32, k, True)[1]
+    return start, _rayleigh_quotients(delta, F, K, tf.cast(X32, tf.float64), k), FF
 
 
-#: the first step, in float32 (see top_eigenpairs), keeping the old vectors
-_first_step = _compiled(*_step_signature(tf.float32))(
-    lambda delta, F, K, FF, X, AX, theta, k: _step(delta, F, K, FF, X, AX, theta, k, True))
+_first_cold = _compiled(_VECTOR, _MATRIX, _MATRIX, _MATRIX, _INT)(
+    lambda delta, F, K, X, k: _first_step(delta, F, K, X, k, True))
+_first_warm = _compiled(_VECTOR, _MATRIX, _MATRIX, _MATRIX, _INT)(
+    lambda delta, F, K, X, k: _first_step(delta, F, K, X, k, False))
 #: the later steps, in float64: the accurate shifts make the inverted vectors suffice
-_later_step = _compiled(*_step_signature(tf.float64))(
+_later_step = _compiled(_VECTOR, _MATRIX, _MATRIX, _MATRIX, _MATRIX, _MATRIX, _VECTOR, _INT)(
     lambda delta, F, K, FF, X, AX, theta, k: _step(delta, F, K, FF, X, AX, theta, k, False))
 
 
@@ -279,24 +269,16 @@ def top_eigenpairs(delta, F, K, k: int, X0=None, guard: int = 10, tol: float = 1
     else:
         X = tf.convert_to_tensor(X0, tf.float64)
     kk = tf.constant(k, tf.int32)
-    start = _start_cold if X0 is None else _rayleigh_quotients
-    theta, X, AX, residual = start(delta, F, K, X, kk)
-    residual = float(residual)
-    f = int(F.shape[1])
-    FF = tf.reshape(F[:, :, None] * F[:, None, :], [N, f * f])
-    steps = 0
+    # the start and the first step in one call (the step is wasted only
+    # when the start is already good enough)
+    start, stepped, FF = (_first_cold if X0 is None else _first_warm)(delta, F, K, X, kk)
+    theta, X, AX, residual = start
+    residual, steps = float(residual), 0
+    if residual > tol and max_steps > 0:
+        theta, X, AX, residual = stepped
+        residual, steps = float(residual), 1
     while residual > tol and steps < max_steps and np.isfinite(residual):
-        if steps == 0:
-            # The first step takes a start with residuals of 1e-4..1e-1 to
-            # about 1e-7; float32 is enough for that and 3-4x faster.  Its
-            # vectors are then re-measured in float64, and the following
-            # (float64) steps converge cubically from there.
-            args32 = [tf.cast(a, tf.float32) for a in (delta, F, K, FF, X, AX, theta)]
-            X32 = _first_step(*args32, kk)[1]
-            theta, X, AX, residual = _rayleigh_quotients(delta, F, K, tf.cast(X32, tf.float64),
-                                                         kk)
-        else:
-            theta, X, AX, residual = _later_step(delta, F, K, FF, X, AX, theta, kk)
+        theta, X, AX, residual = _later_step(delta, F, K, FF, X, AX, theta, kk)
         residual = float(residual)
         steps += 1
     return TopEigen(theta, X, steps, residual, bool(residual <= tol))
@@ -337,7 +319,8 @@ class Eq20Solver:
             self.steps.append(0)
             return solve_exact(U, w, self.lambda_, self.k, B=self.B, Pc=self.Pc)
         lam = self.lambda_
-        Z, s = s_factors(U, w, lam)
+        U = tf.convert_to_tensor(U, tf.float64)
+        w = tf.constant(np.asarray(w, dtype=np.float64))
         if self._basis is None:
             if self.Pc is None:
                 ev, V = tf.linalg.eigh(self.B)
@@ -345,10 +328,12 @@ class Eq20Solver:
                 ev, V = tf.linalg.eigh(tf.matmul(self.Pc, self.Pc, transpose_b=True) / lam)
             self._basis = (ev[::-1], V[:, ::-1])
         ev, V = self._basis
+        if int(U.shape[1]) == 0:             # M = 0: S = lambda I (BDA mu = 1, no labels yet)
+            U, w = tf.zeros([int(U.shape[0]), 1], tf.float64), tf.zeros([1], tf.float64)
         if self.Pc is None:
-            delta, F, K, G, g = _primal_operator(ev, V, Z, s, _scalar(lam ** -0.5))
+            delta, F, K, G, g = _primal_operator(ev, V, U, w, _scalar(lam))
         else:
-            delta, F, K = _gram_operator(ev, V, self.Pc, Z, s, _scalar(lam))
+            delta, F, K, Z, s = _gram_operator(ev, V, self.Pc, U, w, _scalar(lam))
         warm = self._previous
         result = top_eigenpairs(delta, F, K, self.k, X0=warm, guard=self.guard, tol=self.tol,
                                 max_steps=self.max_steps)
@@ -361,18 +346,31 @@ class Eq20Solver:
         self._previous = result.X
         Y = result.X[:, :self.k]
         if self.Pc is None:
-            A = _primal_vectors(V, G, g, Y, _scalar(lam ** -0.5))
+            A = _primal_vectors(V, G, g, Y, _scalar(lam))
         else:
             A = _gram_vectors(self.Pc, V, Z, s, Y, _scalar(lam))
         return _finish(A, result.theta[:self.k].numpy())
 
 
+def _s_factors(U, w, lam):
+    """S = U diag(w) U^T + lambda I as lambda I + Z diag(s - lambda) Z^T:
+    Z (p, r) orthonormal, s the eigenvalues of S on span(Z) (S is lambda on
+    the rest); a thin QR of U and an r x r eigh."""
+    Q, R = tf.linalg.qr(U)
+    small = tf.matmul(R * w[None, :], R, transpose_b=True)
+    small = 0.5 * (small + tf.transpose(small)) + lam * tf.eye(tf.shape(U)[1], dtype=U.dtype)
+    s, E = tf.linalg.eigh(small)
+    return tf.matmul(Q, E), tf.maximum(s, lam)   # S >= lambda I: clip rounding
+
+
 @_compiled(_VECTOR, _MATRIX, _MATRIX, _VECTOR, _SCALAR)
-def _primal_operator(ev, V, Z, s, c):
+def _primal_operator(ev, V, U, w, lam):
     """S^-1/2 B S^-1/2 in B's eigenbasis (B = V diag(ev) V^T) as
-    diag(delta) + F K F^T: with S^-1/2 = c I + Z diag(s^-1/2 - c) Z^T,
-    V^T S^-1/2 V = J = c I + G diag(g) G^T (G = V^T Z), and
-    J diag(ev) J = c^2 diag(ev) + [G, ev G] [[g G^T ev G g, c g], [c g, 0]] [G, ev G]^T."""
+    diag(delta) + F K F^T: with S^-1/2 = c I + Z diag(s^-1/2 - c) Z^T
+    (c = lambda^-1/2), V^T S^-1/2 V = J = c I + G diag(g) G^T (G = V^T Z),
+    and J diag(ev) J = c^2 diag(ev) + [G, ev G] [[g G^T ev G g, c g], [c g, 0]] [G, ev G]^T."""
+    Z, s = _s_factors(U, w, lam)
+    c = lam ** -0.5
     G = tf.matmul(V, Z, transpose_a=True)
     g = s ** -0.5 - c
     LG = ev[:, None] * G
@@ -384,23 +382,28 @@ def _primal_operator(ev, V, Z, s, c):
 
 
 @_compiled(_MATRIX, _MATRIX, _VECTOR, _MATRIX, _SCALAR)
-def _primal_vectors(V, G, g, Y, c):
-    """a = S^-1/2 (V y) = V (J y)."""
-    return tf.matmul(V, c * Y + tf.matmul(G, g[:, None] * tf.matmul(G, Y, transpose_a=True)))
+def _primal_vectors(V, G, g, Y, lam):
+    """a = S^-1/2 (V y) = V (J y), unit columns."""
+    c = lam ** -0.5
+    return _unit_columns(
+        tf.matmul(V, c * Y + tf.matmul(G, g[:, None] * tf.matmul(G, Y, transpose_a=True))))
 
 
 @_compiled(_VECTOR, _MATRIX, _MATRIX, _MATRIX, _VECTOR, _SCALAR)
-def _gram_operator(ev, V, Pc, Z, s, lam):
+def _gram_operator(ev, V, Pc, U, w, lam):
     """Pc S^-1 Pc^T = Pc Pc^T / lambda + (Pc Z) diag(1/s - 1/lambda) (Pc Z)^T,
     in the eigenbasis V of Pc Pc^T / lambda (eigenvalues ev)."""
-    return ev, tf.matmul(V, tf.matmul(Pc, Z), transpose_a=True), tf.linalg.diag(1.0 / s - 1.0 / lam)
+    Z, s = _s_factors(U, w, lam)
+    F = tf.matmul(V, tf.matmul(Pc, Z), transpose_a=True)
+    return ev, F, tf.linalg.diag(1.0 / s - 1.0 / lam), Z, s
 
 
 @_compiled(_MATRIX, _MATRIX, _MATRIX, _VECTOR, _MATRIX, _SCALAR)
 def _gram_vectors(Pc, V, Z, s, Y, lam):
-    """a = S^-1 Pc^T q with q = V y (the scale is fixed afterwards)."""
+    """a = S^-1 Pc^T q with q = V y, unit columns."""
     Q = tf.matmul(Pc, tf.matmul(V, Y), transpose_a=True)
-    return Q / lam + tf.matmul(Z, (1.0 / s - 1.0 / lam)[:, None] * tf.matmul(Z, Q, transpose_a=True))
+    return _unit_columns(
+        Q / lam + tf.matmul(Z, (1.0 / s - 1.0 / lam)[:, None] * tf.matmul(Z, Q, transpose_a=True)))
 
 
 def _scalar(x):

@@ -95,36 +95,44 @@ def mmd_directions(P, ns: int, ys_codes, yt_codes, n_classes: int, mu: float):
     U diag(w / ||M||_F) U^T.
 
     P (n, p) holds the ns source rows, then the target rows.  M = E diag(w) E^T
-    with one column of E per term, and each column is a difference of group
-    means: e0 = all source minus all target (eq. 11, weighted C (1 - mu), the
-    reference's C * M0 at mu = 0.5), ec = source of class c minus target
-    pseudo-labelled c (eq. 12, weighted mu).  So U = P^T E comes from group
-    sums, O(n p), and E^T E from the group sizes: e0.e0 = e0.ec = 1/ns + 1/nt,
-    ec.ec' = [c = c'] (1/ns_c + 1/nt_c); ||E W E^T||_F^2 = w^T (G o G) w.
-    `yt_codes=None` (no pseudo labels yet) gives the marginal term only; a
-    class that no target sample is pseudo-labelled with contributes nothing
-    (eq. 12 would divide by nt_c = 0); mu = 1 without labels leaves M = 0.
+    with one column of E (n, r) per term: e0 = [1/ns ..., -1/nt ...] (eq. 11,
+    weighted C (1 - mu), the reference's C * M0 at mu = 0.5) and ec = 1/ns_c
+    on the source samples of class c, -1/nt_c on the target samples
+    pseudo-labelled c (eq. 12, weighted mu); U = P^T E.  E^T E is known from
+    the group sizes: e0.e0 = e0.ec = 1/ns + 1/nt, ec.ec' = [c = c']
+    (1/ns_c + 1/nt_c), and ||E W E^T||_F^2 = w^T (G o G) w, so no n x n
+    matrix is formed.  `yt_codes=None` (no pseudo labels yet) gives the
+    marginal term only; a class that no target sample is pseudo-labelled
+    with contributes nothing (eq. 12 would divide by nt_c = 0); mu = 1
+    without labels leaves M = 0.
     """
-    nt = int(P.shape[0]) - ns
+    n = int(P.shape[0])
+    nt = n - ns
     C = n_classes
     columns, weights, sizes = [], [], []
     if mu < 1.0:
-        columns.append(tf.reduce_mean(P[:ns], axis=0) - tf.reduce_mean(P[ns:], axis=0))
+        e0 = np.full(n, 1.0 / ns)
+        e0[ns:] = -1.0 / nt
+        columns.append(e0[:, None])
         # C (1 - mu); the scale of a lone term is undone by the Frobenius
         # normalisation, so TCA without labels (C = 0) weighs it 1 - mu
         weights.append(max(C, 1) * (1.0 - mu))
         sizes.append(1.0 / ns + 1.0 / nt)
     if yt_codes is not None and mu > 0.0:
-        groups = np.concatenate([np.asarray(ys_codes), C + np.asarray(yt_codes)])
-        sums = tf.math.unsorted_segment_sum(P, tf.constant(groups, tf.int32), 2 * C)
-        counts = np.bincount(groups, minlength=2 * C)
-        for c in range(C):
-            ns_c, nt_c = int(counts[c]), int(counts[C + c])
-            if ns_c == 0 or nt_c == 0:
-                continue  # empty (pseudo) class: no conditional term, no 1/0
-            columns.append(sums[c] / ns_c - sums[C + c] / nt_c)
-            weights.append(mu)
-            sizes.append(1.0 / ns_c + 1.0 / nt_c)
+        ys_codes, yt_codes = np.asarray(ys_codes), np.asarray(yt_codes)
+        ns_c = np.bincount(ys_codes, minlength=C)
+        nt_c = np.bincount(yt_codes, minlength=C)
+        kept = np.flatnonzero((ns_c > 0) & (nt_c > 0))  # empty (pseudo) class: no term, no 1/0
+        column = np.full(C, -1)
+        column[kept] = np.arange(len(kept))
+        Ec = np.zeros((n, len(kept)))
+        for rows, codes, counts, sign in ((np.arange(ns), ys_codes, ns_c, 1.0),
+                                          (np.arange(ns, n), yt_codes, nt_c, -1.0)):
+            inside = column[codes] >= 0
+            Ec[rows[inside], column[codes[inside]]] = sign / counts[codes[inside]]
+        columns.append(Ec)
+        weights += [mu] * len(kept)
+        sizes += list(1.0 / ns_c[kept] + 1.0 / nt_c[kept])
     if not columns:
         return tf.zeros([int(P.shape[1]), 0], P.dtype), np.zeros(0), 0.0
     w = np.asarray(weights)
@@ -132,7 +140,7 @@ def mmd_directions(P, ns: int, ys_codes, yt_codes, n_classes: int, mu: float):
     if mu < 1.0:
         G[0, 1:] = G[1:, 0] = 1.0 / ns + 1.0 / nt
     fro = float(np.sqrt(max(w @ (G * G) @ w, 0.0)))
-    return tf.stack(columns, axis=1), w, fro
+    return tf.matmul(P, tf.constant(np.hstack(columns)), transpose_a=True), w, fro
 
 
 def select_landmarks(X, n_landmarks: int, method: str = "uniform", random_state=None):
@@ -208,7 +216,9 @@ class NearestNeighbour:
     it runs once per JDA iteration: ||a - b||^2 = ||b||^2 - 2 a.b + const(a)
     reduces it to one matmul, and on the 1123 x 958 x 100 problem of C->A it
     took 16 ms against 26 ms for KNeighborsClassifier(1, algorithm="brute")
-    (best of 15, same machine).  Queries are processed in row blocks (at most
+    (best of 15, same machine).  A float32 search with a float64 recheck of
+    near ties gave the same labels in 10 ms against 12 ms: not worth its
+    rounding-error argument.  Queries are processed in row blocks (at most
     BLOCK_ENTRIES distances at a time), so n = 100,000 needs no n x n matrix.
     Ties go to the first training sample, as in scikit-learn.
     """
@@ -216,18 +226,30 @@ class NearestNeighbour:
     def fit(self, Z, y):
         self.Z_ = tf.convert_to_tensor(Z, tf.float64)
         self.y_ = np.asarray(y)
-        self.sq_ = tf.reduce_sum(self.Z_ * self.Z_, axis=1)
         return self
 
     def predict(self, Z):
         Z = tf.convert_to_tensor(Z, tf.float64)
         rows = max(1, BLOCK_ENTRIES // max(int(self.Z_.shape[0]), 1))
-        nearest = []
-        for start in range(0, int(Z.shape[0]), rows):
-            d = self.sq_[None, :] - 2.0 * tf.matmul(Z[start:start + rows], self.Z_,
-                                                    transpose_b=True)
-            nearest.append(tf.argmin(d, axis=1).numpy())
+        nearest = [_nearest(self.Z_, Z[start:start + rows]).numpy()
+                   for start in range(0, int(Z.shape[0]), rows)]
         return self.y_[np.concatenate(nearest)]
+
+
+_MATRIX = tf.TensorSpec([None, None], tf.float64)
+
+
+@tf.function(input_signature=[_MATRIX, _MATRIX])
+def _nearest(reference, queries):
+    """Index of each query's nearest reference row (one compiled call)."""
+    sq = tf.reduce_sum(reference * reference, axis=1)
+    return tf.argmin(sq[None, :] - 2.0 * tf.matmul(queries, reference, transpose_b=True), axis=1)
+
+
+@tf.function(input_signature=[_MATRIX, _MATRIX])
+def _project(P, V):
+    """Adapted features: P A with unit-norm rows."""
+    return unit_rows(tf.matmul(P, V))
 
 
 # --------------------------------------------------------------------------
@@ -357,7 +379,7 @@ class _MMDAdaptation(ClassifierMixin, TransformerMixin, BaseEstimator):
         for t in range(n_iter if iterate else 1):
             U, w, fro = mmd_directions(P, ns, ys_codes, pseudo, n_classes, mu)
             phi, V = eq20.solve(U, w / fro if fro > 0 else w)
-            Z = unit_rows(tf.matmul(P, V))          # unit L2 norm after the projection
+            Z = _project(P, V)                      # unit L2 norm after the projection
             clf = codes = None
             if ys_codes is not None:
                 clf, codes = self._classify(Z[:ns], ys_codes, Z[ns:])
@@ -411,7 +433,7 @@ class _MMDAdaptation(ClassifierMixin, TransformerMixin, BaseEstimator):
             raise InputError(
                 f"X has {X.shape[1]} features but the model was fitted on {self.n_features_in_}")
         P = self._design(unit_rows(tf.constant(X)))
-        return unit_rows(tf.matmul(P, tf.constant(self.components_))).numpy()
+        return _project(P, tf.constant(self.components_)).numpy()
 
     def predict(self, X):
         """Labels of target samples by the classifier trained on the adapted
