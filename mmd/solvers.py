@@ -28,13 +28,15 @@ How it is solved, and why (the eigensolvers are in `mmd.eigensolvers`):
 * Eq. 20 is solved by `Eq20Solver`: by default the iterative solver, warm-
   started from the previous JDA iteration, to a residual of `tol`; with
   `solver="exact"` by Cholesky + a full eigh every iteration.
-* Nystrom (landmark) kernels: with `n_landmarks=m`, "X becomes K" uses the
-  kernel values against m landmark samples instead of all n (K_nm, n x m),
-  i.e. the kernel is approximated through the landmarks
-  (K ~ K_nm K_mm^-1 K_mn) and eq. 20 is an m x m problem: time
-  O(n m^2 + m^3), memory O(n m).  With m = n (every sample a landmark) it
-  is the exact kernel problem.  `transform` evaluates new samples against
-  the same landmarks.
+* Nystrom (landmark) kernels: with `n_landmarks=m`, K is replaced by its
+  Nystrom approximation through m landmark samples,
+  K ~ K_nm K_mm^-1 K_mn = Phi Phi^T with Phi = K_nm K_mm^-1/2 (n x m), and
+  the kernel problem with that K is solved exactly: its solution lies in
+  span(Phi), where it is the primal problem on the n x m design
+  P = Phi (Phi^T Phi)^1/2 (P P^T = K^2, as for the exact kernel's P = K).
+  Eq. 20 is then an m x m problem: time O(n m^2 + m^3), memory O(n m).
+  With m = n (every sample a landmark) it is the exact kernel problem.
+  `transform` evaluates new samples against the same landmarks.
 * The JDA iteration is a deterministic map from one pseudo labelling to the
   next.  Once a labelling repeats (a fixed point, or a cycle such as two
   samples swapping back and forth), every later iteration is known, so the
@@ -183,17 +185,43 @@ def select_landmarks(X, n_landmarks: int, method: str = "uniform", random_state=
     return np.asarray(chosen)
 
 
-def kernel_rows(X, L, kernel: str, gamma: float | None = None) -> tf.Tensor:
-    """k(X, L) (n, m), evaluated in row blocks so that the temporaries of the
-    distance expansion never exceed BLOCK_ENTRIES entries."""
+def kernel_rows(X, L, kernel: str, gamma: float | None = None, T=None) -> tf.Tensor:
+    """k(X, L) (n, m), or k(X, L) T when the map T (m, r) is given, evaluated
+    in row blocks so that no temporary exceeds BLOCK_ENTRIES entries."""
     n, m = int(X.shape[0]), int(L.shape[0])
     rows = max(1, BLOCK_ENTRIES // max(m, 1))
     blocks = []
     for start in range(0, n, rows):
         Xb = X[start:start + rows]
-        blocks.append(_kernels.linear_kernel(Xb, L) if kernel == "linear"
-                      else _kernels.rbf_kernel(Xb, L, gamma=gamma))
+        K = (_kernels.linear_kernel(Xb, L) if kernel == "linear"
+             else _kernels.rbf_kernel(Xb, L, gamma=gamma))
+        blocks.append(K if T is None else tf.matmul(K, T))
     return blocks[0] if len(blocks) == 1 else tf.concat(blocks, axis=0)
+
+
+def nystrom_map(X, L, kernel: str, gamma: float | None = None, rcond: float = 1e-10):
+    """T (m, r) with k(X, L) T = Phi (Phi^T Phi)^1/2, Phi = K_nm K_mm^-1/2: the
+    design of the kernel problem with K replaced by its Nystrom approximation
+    Phi Phi^T (module docstring).
+
+    K_mm^-1/2 is taken on the eigenvalues above rcond times the largest (r of
+    them; r = m unless landmarks coincide or the kernel has low rank, as the
+    linear kernel does).  Phi^T Phi = K_mm^-1/2 K_mn K_nm K_mm^-1/2 is summed
+    over row blocks of X: O(n m^2) time, no n x m matrix kept.
+    """
+    lam, U = tf.linalg.eigh(kernel_rows(L, L, kernel, gamma))
+    keep = lam > rcond * tf.reduce_max(lam)
+    S = tf.boolean_mask(U, keep, axis=1) / tf.sqrt(tf.boolean_mask(lam, keep))[None, :]
+    n, m = int(X.shape[0]), int(L.shape[0])
+    rows = max(1, BLOCK_ENTRIES // max(m, 1))
+    G = None
+    for start in range(0, n, rows):
+        Phi = kernel_rows(X[start:start + rows], L, kernel, gamma, S)
+        part = tf.matmul(Phi, Phi, transpose_a=True)
+        G = part if G is None else G + part
+    g, V = tf.linalg.eigh(0.5 * (G + tf.transpose(G)))
+    root = tf.matmul(V * tf.sqrt(tf.maximum(g, 0.0))[None, :], V, transpose_b=True)
+    return tf.matmul(S, root)
 
 
 def centred_scatter(P, mean) -> tf.Tensor:
@@ -297,12 +325,12 @@ class _MMDAdaptation(ClassifierMixin, TransformerMixin, BaseEstimator):
 
     # -- data ----------------------------------------------------------------
     def _design(self, Xn: tf.Tensor) -> tf.Tensor:
-        """Rows of the matrix eq. 20 works on: the samples themselves (primal)
-        or their kernel values against the training samples or landmarks
-        ("X becomes K")."""
+        """Rows of the matrix eq. 20 works on: the samples themselves (primal),
+        their kernel values against the training samples ("X becomes K"), or
+        their Nystrom design rows k(x, landmarks) T."""
         if self.kernel == "primal":
             return Xn
-        return kernel_rows(Xn, self.X_fit_, self.kernel, self.gamma_)
+        return kernel_rows(Xn, self.X_fit_, self.kernel, self.gamma_, self.nystrom_map_)
 
     def fit(self, Xs, ys=None, Xt=None, yt=None):
         """Learn A from labelled source (Xs, ys) and unlabelled target Xt
@@ -352,17 +380,23 @@ class _MMDAdaptation(ClassifierMixin, TransformerMixin, BaseEstimator):
 
         # samples to unit L2 norm before the projection (reference protocol)
         X = unit_rows(tf.constant(np.vstack([Xs, Xt])))
-        self.X_fit_ = self.gamma_ = self.landmark_indices_ = None
+        self.X_fit_ = self.gamma_ = self.landmark_indices_ = self.nystrom_map_ = None
         if self.kernel != "primal":
+            if self.kernel == "rbf":
+                self.gamma_ = (_kernels.median_heuristic(X) if isinstance(self.gamma, str)
+                               else float(self.gamma))
             if self.n_landmarks is None:
                 self.X_fit_ = X
             else:
                 self.landmark_indices_ = select_landmarks(
                     X, self.n_landmarks, self.landmarks, self.random_state)
                 self.X_fit_ = tf.gather(X, self.landmark_indices_)
-            if self.kernel == "rbf":
-                self.gamma_ = (_kernels.median_heuristic(X) if isinstance(self.gamma, str)
-                               else float(self.gamma))
+                self.nystrom_map_ = nystrom_map(X, self.X_fit_, self.kernel, self.gamma_)
+                p = int(self.nystrom_map_.shape[1])
+                if k > p:
+                    raise InputError(
+                        f"n_components={k} exceeds the rank {p} of the kernel matrix of the "
+                        f"{self.n_landmarks} landmarks")
         P = self._design(X)                             # (n, p)
         mean = tf.reduce_mean(P, axis=0, keepdims=True)
         if n < p:   # fewer samples than dimensions: eq. 20 on the n x n Gram side
@@ -470,7 +504,7 @@ _PARAMETERS = """
 _ATTRIBUTES = """
     Attributes after `fit(Xs, ys, Xt, yt=None)`
     -------------------------------------------
-    components_ : (d, k), (n, k) or (m, k) A of eq. 20, unit-norm columns.
+    components_ : (d, k), (n, k) or (r, k) A of eq. 20, unit-norm columns.
     eigenvalues_ : the k smallest eigenvalues Phi of eq. 20, ascending.
     pseudo_labels_ : target labels of the last iteration.
     accuracies_ : per-iteration target accuracy, when yt was passed.
@@ -480,7 +514,9 @@ _ATTRIBUTES = """
     n_solver_steps_ : shift-and-invert steps of each solve (0 = exact solve).
     n_warm_starts_ : solves started from the previous iteration's subspace.
     n_solver_fallbacks_ : solves handed to the exact solver.
-    landmark_indices_ : rows of [Xs; Xt] used as landmarks (Nystrom only).
+    landmark_indices_ : rows of [Xs; Xt] used as landmarks, in the order drawn,
+        and nystrom_map_ : T (m, r), new samples' design rows are k(x, landmarks) T
+        (Nystrom only; components_ is then (r, k), r <= m).
 """
 
 
