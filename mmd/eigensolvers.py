@@ -51,7 +51,6 @@ import tensorflow as tf
 SOLVERS = ("iterative", "exact")
 
 _TINY = np.finfo(np.float64).tiny
-_EPS = np.finfo(np.float64).eps
 
 
 def _spec(*shape, dtype=tf.float64):

@@ -136,9 +136,6 @@ class Kernel:
         self.fn = fn
         self.params = params
 
-    def __call__(self, X, Y=None) -> tf.Tensor:
-        return self.gram(X, Y)
-
     def gram(self, X, Y=None) -> tf.Tensor:
         return self.fn(X, X if Y is None else Y, **self.params)
 
