@@ -276,11 +276,20 @@ def top_eigenpairs(delta, F, K, k: int, X0=None, guard: int = 10, tol: float = 1
     if residual > tol and max_steps > 0:
         theta, X, AX, residual = stepped
         residual, steps = float(residual), 1
-    while residual > tol and steps < max_steps and np.isfinite(residual):
+    lost = False
+    while residual > tol and steps < max_steps and np.isfinite(residual) and not lost:
+        before, before_residual = theta.numpy()[:k], residual
         theta, X, AX, residual = _later_step(delta, F, K, FF, X, AX, theta, kk)
         residual = float(residual)
         steps += 1
-    return TopEigen(theta, X, steps, residual, bool(residual <= tol))
+        # A later step searches the inverted vectors only: had two of them
+        # collapsed onto one eigenvector, a wanted pair would be missing
+        # although every residual is small, and a Ritz value would drop to
+        # the next eigenvalue.  Each Ritz value is within its residual of an
+        # eigenvalue, so a drop beyond both steps' residuals means a loss.
+        scale = np.max(np.abs(before))
+        lost = bool(np.any(theta.numpy()[:k] < before - 2 * (before_residual + residual) * scale))
+    return TopEigen(theta, X, steps, residual, bool(residual <= tol and not lost))
 
 
 # --------------------------------------------------------------------------

@@ -51,6 +51,20 @@ def test_top_eigenpairs_of_diagonal_plus_low_rank_match_a_dense_eigh():
     assert again.steps == 0 and again.converged
 
 
+def test_top_eigenpairs_with_repeated_eigenvalues_stay_orthonormal_and_complete():
+    rng = np.random.default_rng(6)
+    N, k = 120, 20
+    delta = np.repeat(np.sort(rng.gamma(2.0, 1.0, N // 3))[::-1], 3)   # each value three times
+    F = 1e-3 * rng.standard_normal((N, 2))
+    K = np.eye(2)
+    theta = np.linalg.eigvalsh(np.diag(delta) + F @ F.T)[::-1][:k]
+    res = top_eigenpairs(delta, F, K, k)
+    X = res.X.numpy()
+    assert res.converged and res.steps >= 1
+    np.testing.assert_allclose(res.theta.numpy()[:k], theta, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(X.T @ X, np.eye(X.shape[1]), atol=1e-12)
+
+
 @pytest.mark.parametrize("gram", [False, True])
 def test_iterative_solver_matches_the_exact_one_on_a_sequence_of_problems(gram):
     Pc, U, w = pencil(seed=2, n=90 if gram else 300)
