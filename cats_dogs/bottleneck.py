@@ -19,39 +19,52 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import time
 
+import keras
+
 from cats_dogs.model import OUTPUT_PARENT, TOP_WEIGHTS, build_top_model, full_model, load_splits, loss_for, make_parser
-from common import cli
+from common import cli, distribute
 from common.backbones import build_model, weights_fingerprint
 from common.errors import main_guard
-from common.features import FeatureCache, cache_namespace, extract_features
+from common.features import FeatureCache, add_shard_argument, cache_namespace, extract_features, report_shard
 from common.predict import MODEL_FILE, write_labels
 from common.reports import classification_metrics, finish_run, print_summary
-from common.training import make_run_dir, save_config, set_seed, standard_callbacks
+from common.training import save_config, set_seed, standard_callbacks
 
 
 def parse_args(argv=None):
     parser = make_parser(__doc__)
+    add_shard_argument(parser.add_argument_group("feature cache"))
     return cli.resolve(parser.parse_args(argv))
 
 
 @main_guard
 def main(argv=None) -> dict:
     args = parse_args(argv)
+    with distribute.setup(args.distribute) as distribution:
+        return run(args, distribution)
+
+
+def run(args, distribution) -> dict:
     start = time.perf_counter()
     set_seed(args.seed)
     train, validation = load_splits(args.data_dir)
-    run_dir = make_run_dir(args.output_dir, OUTPUT_PARENT, "bottleneck")
-    save_config(run_dir, {**cli.config_of(args), "stage": "bottleneck", "class_names": train.class_names})
+    if not args.shard:  # a --shard run only fills the cache: no run folder
+        run_dir = distribution.make_run_dir(args.output_dir, OUTPUT_PARENT, "bottleneck")
+        save_config(run_dir, {**cli.config_of(args), **distribution.describe(), "stage": "bottleneck",
+                              "class_names": train.class_names})
     print(f"{len(train)} training and {len(validation)} validation images, classes {train.class_names}")
 
     # 1. Bottleneck features, computed once per image and cached on disk.
     extractor, base = build_model(args.backbone, args.weights, args.image_size)
     namespace = cache_namespace(args.backbone, weights_fingerprint(base), args.image_size, None)
     cache = FeatureCache(args.cache_dir, namespace)
-    train_features = extract_features(extractor, train.paths, cache, args.image_size, args.batch_size, "train features")
+    train_features = extract_features(extractor, train.paths, cache, args.image_size, args.batch_size,
+                                      "train features", shard=args.shard)
     validation_features = extract_features(
-        extractor, validation.paths, cache, args.image_size, args.batch_size, "validation features"
+        extractor, validation.paths, cache, args.image_size, args.batch_size, "validation features", shard=args.shard
     )
+    if args.shard:
+        return report_shard(args.shard, cache, train_features, validation_features)
     # Labels are selected by the indices that came out of the same pass.
     train_labels = train.labels[train_features.kept]
     validation_labels = validation.labels[validation_features.kept]
@@ -61,17 +74,20 @@ def main(argv=None) -> dict:
           f"from the cache {cache.directory}, {feature_seconds:.1f} s")
 
     # 2. The top model, trained on the cached features.
-    top = build_top_model(train_features.features.shape[1:], train.num_classes)
-    top.compile(optimizer="rmsprop", loss=loss_for(train.num_classes), metrics=["accuracy"])
+    with distribution.scope():
+        top = build_top_model(train_features.features.shape[1:], train.num_classes)
+        optimizer = keras.optimizers.RMSprop(learning_rate=distribution.learning_rate(0.001, args.scale_learning_rate))
+        top.compile(optimizer=optimizer, loss=loss_for(train.num_classes), metrics=["accuracy"])
     fit_start = time.perf_counter()
-    history = top.fit(
-        train_features.features,
-        train_labels,
-        validation_data=(validation_features.features, validation_labels),
-        epochs=args.epochs,
+    history = distribute.fit(
+        top,
+        (train_features.features, train_labels),
         batch_size=args.batch_size,
+        seed=args.seed,
+        validation=(validation_features.features, validation_labels),
+        epochs=args.epochs,
         callbacks=standard_callbacks(run_dir, tensorboard_log=args.tensorboard),
-        verbose=2,
+        distribution=distribution,
     )
     fit_seconds = time.perf_counter() - fit_start
     top.save_weights(run_dir / TOP_WEIGHTS)

@@ -36,7 +36,7 @@ import keras
 import numpy as np
 
 from cats_dogs.model import OUTPUT_PARENT, TOP_WEIGHTS, build_top_model, full_model, load_splits, loss_for, make_parser
-from common import cli
+from common import cli, distribute
 from common.augment import Augmenter
 from common.backbones import build_base, freeze_below
 from common.data import make_dataset
@@ -44,7 +44,7 @@ from common.errors import UserError, main_guard
 from common.files import first_line
 from common.predict import MODEL_FILE, write_labels
 from common.reports import classification_metrics, finish_run, print_summary
-from common.training import latest_run, make_run_dir, save_config, set_seed, standard_callbacks
+from common.training import latest_run, save_config, set_seed, standard_callbacks
 
 TEXTBOOK_AUGMENTATION = {"shear_range": 0.2, "zoom_range": 0.2, "horizontal_flip": True}
 
@@ -94,52 +94,64 @@ def find_top_model(args) -> Path:
 @main_guard
 def main(argv=None) -> dict:
     args = parse_args(argv)
+    with distribute.setup(args.distribute) as distribution:
+        return run(args, distribution)
+
+
+def run(args, distribution) -> dict:
     start = time.perf_counter()
     set_seed(args.seed)
     top_path = find_top_model(args)
     train, validation = load_splits(args.data_dir)
-    run_dir = make_run_dir(args.output_dir, OUTPUT_PARENT, "finetune")
-    save_config(run_dir, {**cli.config_of(args), "stage": "finetune", "top_model": str(top_path),
-                          "augmentation": TEXTBOOK_AUGMENTATION, "class_names": train.class_names})
+    run_dir = distribution.make_run_dir(args.output_dir, OUTPUT_PARENT, "finetune")
+    save_config(run_dir, {**cli.config_of(args), **distribution.describe(), "stage": "finetune",
+                          "top_model": str(top_path), "augmentation": TEXTBOOK_AUGMENTATION,
+                          "class_names": train.class_names})
     print(f"{len(train)} training and {len(validation)} validation images; top model {top_path}")
 
-    # 1. The pretrained base with the trained top model on it.
-    base = build_base(args.backbone, args.weights, args.image_size)
-    top = build_top_model(base.output_shape[1:], train.num_classes)
-    try:
-        top.load_weights(top_path)
-    except Exception as error:
-        raise UserError(f"top-model weights {top_path} do not fit this model: {first_line(error)}") from None
-    model = full_model(args.backbone, base, top)
+    # 1. The pretrained base with the trained top model on it (variables mirrored under --distribute).
+    with distribution.scope():
+        base = build_base(args.backbone, args.weights, args.image_size)
+        top = build_top_model(base.output_shape[1:], train.num_classes)
+        try:
+            top.load_weights(top_path)
+        except Exception as error:
+            raise UserError(f"top-model weights {top_path} do not fit this model: {first_line(error)}") from None
+        model = full_model(args.backbone, base, top)
 
-    # 2. Freeze everything below the last conv block, then compile.
-    index = freeze_below(base, args.unfreeze_from)
-    first = base.layers[index].name if index < len(base.layers) else "nothing (the whole base frozen)"
-    print(f"frozen: {args.backbone} layers[:{index}]; trainable from {first}")
-    model.compile(
-        optimizer=keras.optimizers.SGD(learning_rate=args.learning_rate, momentum=args.momentum),
-        loss=loss_for(train.num_classes),
-        metrics=["accuracy"],
-    )
+        # 2. Freeze everything below the last conv block, then compile.
+        index = freeze_below(base, args.unfreeze_from)
+        first = base.layers[index].name if index < len(base.layers) else "nothing (the whole base frozen)"
+        print(f"frozen: {args.backbone} layers[:{index}]; trainable from {first}")
+        rate = distribution.learning_rate(args.learning_rate, args.scale_learning_rate)
+        model.compile(
+            optimizer=keras.optimizers.SGD(learning_rate=rate, momentum=args.momentum),
+            loss=loss_for(train.num_classes),
+            metrics=["accuracy"],
+        )
 
     # 3. Augmented training images, plain validation images.
     size = (args.image_size, args.image_size)
     augmenter = Augmenter(**TEXTBOOK_AUGMENTATION, seed=args.seed)
-    train_data = make_dataset(train.paths, train.labels, size, args.batch_size, shuffle=True,
-                              seed=args.seed, augment=augmenter, cache_in_memory=True)
+    train_data = distribution.dataset(
+        lambda batch_size, shard: make_dataset(train.paths, train.labels, size, batch_size, shuffle=True,
+                                               seed=args.seed, augment=augmenter, cache_in_memory=True, shard=shard),
+        args.batch_size,
+    )
     validation_data = make_dataset(validation.paths, validation.labels, size, args.batch_size,
                                    cache_in_memory=True)
-    _, before_accuracy = model.evaluate(validation_data, verbose=0)
+    _, before_accuracy = distribute.evaluate(model, validation_data, distribution)
     print(f"before fine-tuning: val_accuracy {before_accuracy:.4f}")
 
     fit_start = time.perf_counter()
-    history = model.fit(
+    history = distribute.fit(
+        model,
         train_data,
-        validation_data=validation_data,
+        steps_per_epoch=-(-len(train) // args.batch_size),
+        validation=validation_data,
         epochs=args.epochs,
         callbacks=standard_callbacks(run_dir, patience=args.patience, tensorboard_log=args.tensorboard),
-        shuffle=False,  # the tf.data pipeline already reshuffles every epoch
-        verbose=2,
+        distribution=distribution,
     )
     fit_seconds = time.perf_counter() - fit_start
     model.save(run_dir / MODEL_FILE)

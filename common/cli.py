@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from common.distribute import add_distribute_arguments
 from common.backbones import BACKBONES, UNFREEZE_FROM, get_spec
 
 DEFAULT_CACHE_DIR = "data/cache/features"
@@ -75,9 +76,13 @@ def add_common_arguments(
     )
     training = parser.add_argument_group("training")
     training.add_argument("--epochs", type=int, default=epochs, help=f"(default: {epochs})")
-    training.add_argument("--batch-size", type=int, default=batch_size, help=f"(default: {batch_size})")
+    training.add_argument(
+        "--batch-size", type=int, default=batch_size,
+        help=f"the global batch: with --distribute it is split across the replicas (default: {batch_size})",
+    )
     training.add_argument("--seed", type=int, default=0, help="seed for splits, shuffling and initialisation (default: 0)")
     add_tensorboard_argument(training)
+    add_distribute_arguments(parser)
     parser.set_defaults(_textbook_backbone=backbone, _textbook_size=image_size, _output_parent=output_parent)
 
 

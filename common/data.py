@@ -196,6 +196,7 @@ def make_dataset(
     one_hot: int | None = None,
     cache_in_memory: bool = False,
     transform=None,
+    shard: tuple[int, int] | None = None,
 ):
     """A tf.data pipeline of (image, label) batches, raw pixels in 0..255.
 
@@ -206,6 +207,13 @@ def make_dataset(
     sees fresh random transforms. ``augment`` works on whole batches;
     ``transform`` on each image before batching, for changes that need not
     keep every image the same size (random crops), and it runs after the cache too.
+
+    ``shard=(count, index, ...)`` keeps every count-th image from ``index`` on,
+    for one worker of a distributed run (``common.distribute``): it is taken after
+    the shuffle, which every worker draws with the same seed, and before
+    decoding, so a worker reads only its own images and the workers' batches
+    together are exactly the batch one device would draw. A sharded pipeline
+    is not cached in memory (the cache would freeze each worker's part).
     """
     import tensorflow as tf
 
@@ -215,8 +223,14 @@ def make_dataset(
         labels = np.zeros(len(paths), dtype=np.int32)
     labels = np.asarray(labels)
     dataset = tf.data.Dataset.from_tensor_slices((paths, labels))
+    if shard is not None and shard[0] == 1:
+        shard = None  # one worker reads everything (MirroredStrategy on one machine)
+    if shard is not None:
+        cache_in_memory = False
     if shuffle and not cache_in_memory:
         dataset = dataset.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
+    if shard is not None:
+        dataset = dataset.shard(shard[0], shard[1])
 
     def load(path, label):
         image = decode_image(path, image_size)

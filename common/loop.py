@@ -72,7 +72,9 @@ def train_loop(
         compiled = tf.function(step)
         iterator = iter(dataset)
     else:
-        iterator = iter(strategy.experimental_distribute_dataset(dataset))
+        if isinstance(dataset, tf.data.Dataset):  # else already distributed, one pipeline per worker
+            dataset = strategy.experimental_distribute_dataset(dataset)
+        iterator = iter(dataset)
 
         @tf.function
         def compiled(batch, progress):

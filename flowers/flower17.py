@@ -43,7 +43,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from common import cli
+from common import cli, distribute
 from common.augment import Augmenter
 from common.backbones import build_model, freeze_below
 from common.data import check_image_file, load_image_folder, make_dataset, split_per_class, warn_skipped
@@ -51,7 +51,7 @@ from common.errors import UserError, main_guard
 from common.files import check_apart, fetch
 from common.predict import MODEL_FILE, read_image_opencv, write_labels
 from common.reports import classification_metrics, finish_run, print_summary
-from common.training import make_run_dir, save_config, set_seed, standard_callbacks
+from common.training import save_config, set_seed, standard_callbacks
 
 URL = "https://www.robots.ox.ac.uk/~vgg/data/flowers/17/17flowers.tgz"
 ARCHIVE = "17flowers.tgz"
@@ -202,6 +202,11 @@ def textbook_head(classes: int) -> keras.Sequential:
 @main_guard
 def main(argv=None):
     args = parse_args(argv)
+    with distribute.setup(args.distribute) as distribution:
+        return run(args, distribution)
+
+
+def run(args, distribution):
     set_seed(args.seed)
     started = time.perf_counter()
     data_dir = Path(args.data_dir)
@@ -215,34 +220,41 @@ def main(argv=None):
     classes = len(class_names)
     print(f"classes {', '.join(class_names)}: {len(train)} training, {len(validation)} validation images ({split_dir})")
 
-    run_dir = make_run_dir(args.output_dir, OUTPUT_PARENT, f"classes-{label}")
-    save_config(run_dir, {**cli.config_of(args), "split_dir": str(split_dir), "augmentation": TEXTBOOK_AUGMENTATION})
+    run_dir = distribution.make_run_dir(args.output_dir, OUTPUT_PARENT, f"classes-{label}")
+    save_config(run_dir, {**cli.config_of(args), **distribution.describe(), "split_dir": str(split_dir),
+                          "augmentation": TEXTBOOK_AUGMENTATION})
     write_labels(run_dir, class_names)
 
     size = (args.image_size, args.image_size)
     augmenter = Augmenter(**TEXTBOOK_AUGMENTATION, seed=args.seed)
-    train_data = make_dataset(
-        train.paths, train.labels, size, args.batch_size, shuffle=True, seed=args.seed,
-        augment=augmenter, one_hot=classes, cache_in_memory=True,
+    train_data = distribution.dataset(
+        lambda batch_size, shard: make_dataset(
+            train.paths, train.labels, size, batch_size, shuffle=True, seed=args.seed,
+            augment=augmenter, one_hot=classes, cache_in_memory=True, shard=shard,
+        ),
+        args.batch_size,
     )
     # Validation images are never augmented.
     validation_data = make_dataset(validation.paths, validation.labels, size, args.batch_size, one_hot=classes, cache_in_memory=True)
 
-    model, base = build_model(
-        args.backbone, args.weights, args.image_size, head=textbook_head(classes), name=f"flower17_{args.backbone}"
-    )
-    frozen = freeze_below(base, args.unfreeze_from)
-    model.compile(
-        optimizer=keras.optimizers.SGD(learning_rate=args.learning_rate, momentum=0.9),
-        loss="categorical_crossentropy",
-        metrics=["accuracy"],
-    )
+    with distribution.scope():
+        model, base = build_model(
+            args.backbone, args.weights, args.image_size, head=textbook_head(classes), name=f"flower17_{args.backbone}"
+        )
+        frozen = freeze_below(base, args.unfreeze_from)
+        rate = distribution.learning_rate(args.learning_rate, args.scale_learning_rate)
+        model.compile(
+            optimizer=keras.optimizers.SGD(learning_rate=rate, momentum=0.9),
+            loss="categorical_crossentropy",
+            metrics=["accuracy"],
+        )
     frozen_names = [layer.name for layer in base.layers[:frozen]]
     print(f"{args.backbone}: {frozen} of {len(base.layers)} base layers frozen ({', '.join(frozen_names[:6])}{' ...' if frozen > 6 else ''})")
     checkpoint = f"{args.backbone}_1.keras"
     fit_start = time.perf_counter()
-    history = model.fit(
-        train_data, validation_data=validation_data, epochs=args.epochs, shuffle=False, verbose=2,
+    history = distribute.fit(
+        model, train_data, steps_per_epoch=-(-len(train) // args.batch_size), validation=validation_data,
+        epochs=args.epochs, distribution=distribution,
         callbacks=standard_callbacks(run_dir, checkpoint, patience=args.patience, tensorboard_log=args.tensorboard),
     )
     fit_seconds = time.perf_counter() - fit_start

@@ -43,21 +43,24 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import csv
 import dataclasses
 import time
+from functools import partial
 from pathlib import Path
 
 import keras
 import numpy as np
 
-from common import cli
+from common import cli, distribute
 from common.augment import random_crop_flip_turn
 from common.backbones import build_base, build_model, freeze_below, layer_index, weights_fingerprint
 from common.data import make_dataset
 from common.errors import UserError, main_guard
-from common.features import FeatureCache, cache_namespace, extract_features
+from common.distribute import arrays_dataset, global_batch_mean, local_mean
+from common.features import (FeatureCache, add_shard_argument, cache_namespace, extract_features, forward_function,
+                             report_shard)
 from common.loop import train_loop
 from common.predict import MODEL_FILE, write_labels
 from common.reports import classification_metrics, finish_run, print_summary, pyplot
-from common.training import SCHEDULES, learning_rate, make_run_dir, save_config, set_seed, tensorboard_for_loop
+from common.training import SCHEDULES, learning_rate, save_config, set_seed, tensorboard_for_loop
 from flowers.data import DEFAULT_DATA_DIR, OUTPUT_PARENT, PreparedFlowers, load_prepared
 from flowers.table2 import row_from_metrics, write_table2
 
@@ -100,6 +103,7 @@ def parse_args(argv=None):
         "training originals, drawn anew each step, through the whole network, instead of on the cached "
         "fixed views: slower per epoch (no cache), but it does not memorise the views",
     )
+    add_shard_argument(parser.add_argument_group("feature cache"))
     args = cli.resolve(parser.parse_args(argv))
     if not 0 <= args.dropout < 1:
         parser.error(f"--dropout must be in [0, 1), not {args.dropout}")
@@ -210,9 +214,12 @@ def compute_bottlenecks(args, data: PreparedFlowers, base: keras.Model, cut=None
         extractor, _ = build_model(args.backbone, base=bottom, head=vector_and_map, name="bottleneck_and_cut_map")
     cache = FeatureCache(args.cache_dir, namespace)
     train, validation = (
-        extract_features(extractor, paths, cache, args.image_size, batch_size=32, description=f"bottlenecks ({name})")
+        extract_features(extractor, paths, cache, args.image_size, batch_size=32, description=f"bottlenecks ({name})",
+                         shard=args.shard)
         for name, paths in (("train", data.train_paths), ("validation", data.validation_paths))
     )
+    if args.shard:
+        return report_shard(args.shard, cache, train, validation)
     seconds = time.perf_counter() - started
     computed, reused = train.computed + validation.computed, train.reused + validation.reused
     print(f"bottlenecks: {computed} computed, {reused} read from {cache.directory} ({seconds:.1f} s)")
@@ -268,11 +275,12 @@ def make_train_step(model: keras.Model, optimizer):
         labels = tf.cast(labels, tf.int32)
         with tf.GradientTape() as tape:
             probabilities = model(features, training=True)
-            loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(labels, probabilities))
+            per_example = keras.losses.sparse_categorical_crossentropy(labels, probabilities)
+            loss = global_batch_mean(per_example)  # the batch mean; under --distribute, over the global batch
         gradients = tape.gradient(loss, model.trainable_variables)
         optimizer.apply_gradients(zip(gradients, model.trainable_variables))
         correct = tf.equal(tf.argmax(probabilities, axis=-1, output_type=tf.int32), labels)
-        return loss, tf.reduce_mean(tf.cast(correct, tf.float32))
+        return local_mean(per_example), local_mean(correct)
 
     return step
 
@@ -357,13 +365,48 @@ def fit_on_vectors(model, optimizer, x, y, x_val, y_val, *, epochs, batch_size, 
     return StageResult(history, batches, epoch_ends, probabilities, time.perf_counter() - started)
 
 
-def train_head(args, bottlenecks: Bottlenecks, class_names, run_dir) -> tuple[keras.Model, StageResult]:
+def fit_on_vectors_replicated(model, optimizer, x, y, x_val, y_val, *, epochs, batch_size, seed, board,
+                              distribution):
+    """Stage 2 under ``--distribute``: the same step through the shared loop, each replica on its part of a batch.
+
+    The one-call-per-epoch speed-up of ``fit_on_vectors`` is a single-device
+    trick; under a strategy every step is ``strategy.run`` of the same
+    ``make_train_step``, and the batches are the ones one device would draw
+    (``distribute.arrays_dataset``).
+    """
+    started = time.perf_counter()
+    train_step = make_train_step(model, optimizer)
+    batches = distribution.dataset(lambda _, shard: arrays_dataset(x, y, batch_size, seed, shard, epochs), batch_size)
+    probabilities = {}
+
+    def validate(epoch, row):
+        probabilities["last"] = forward_function(model)(x_val).numpy()
+        scores = validation_scores(y_val, probabilities["last"])
+        if board is not None:
+            board.on_epoch_end(epoch - 1, {"loss": row["loss"], "accuracy": row["accuracy"], **scores})
+        return scores
+
+    log = train_loop(lambda batch, progress: dict(zip(("loss", "accuracy"), train_step(*batch))), batches,
+                     epochs=epochs, steps_per_epoch=iterations(len(x), batch_size, 1), on_epoch_end=validate,
+                     description="stage 2", strategy=distribution.strategy)
+    history = {key: [row[key] for row in log.epochs] for key in ("loss", "accuracy", "val_loss", "val_accuracy")}
+    steps = iterations(len(x), batch_size, 1)
+    if "last" not in probabilities:  # --epochs 0
+        probabilities["last"] = forward_function(model)(x_val).numpy()
+    return StageResult(history, [(row["loss"], row["accuracy"]) for row in log.steps],
+                       [steps * epoch for epoch in range(1, len(log.epochs) + 1)], probabilities["last"],
+                       time.perf_counter() - started)
+
+
+def train_head(args, bottlenecks: Bottlenecks, class_names, run_dir, distribution) -> tuple[keras.Model, StageResult]:
     """Stage 2: the new softmax layer on the cached vectors, Adam with the chosen schedule."""
-    head = build_head(bottlenecks.train.shape[1], len(class_names), args.dropout)
     steps = iterations(len(bottlenecks.train), args.batch_size, args.epochs)
-    optimizer = keras.optimizers.Adam(learning_rate=learning_rate(args.learning_rate, steps, args.schedule))
+    rate = distribution.learning_rate(args.learning_rate, args.scale_learning_rate)
+    head = build_head(bottlenecks.train.shape[1], len(class_names), args.dropout)
+    optimizer = keras.optimizers.Adam(learning_rate=learning_rate(rate, steps, args.schedule))
     board = tensorboard_for_loop(run_dir, head, optimizer) if args.tensorboard else None
-    result = fit_on_vectors(
+    fit = fit_on_vectors if distribution.name == "none" else partial(fit_on_vectors_replicated, distribution=distribution)
+    result = fit(
         head, optimizer, bottlenecks.train, bottlenecks.train_labels, bottlenecks.validation,
         bottlenecks.validation_labels, epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, board=board,
     )
@@ -390,7 +433,7 @@ def shuffled_batches(features: np.ndarray, labels: np.ndarray, batch_size: int, 
             yield features[chosen], labels[chosen]
 
 
-def random_crops(paths, labels, image_size: int, batch_size: int, seed: int):
+def random_crops(paths, labels, image_size: int, batch_size: int, seed: int, shard=None):
     """Stage 3 with ``--finetune-augment``: random crops, mirrors and turns, new every epoch.
 
     Each photo is first squashed to 8/7 of the input size (256 for 224), as
@@ -400,11 +443,12 @@ def random_crops(paths, labels, image_size: int, batch_size: int, seed: int):
     decoded = round(image_size * 8 / 7)
     return make_dataset(
         paths, labels, (decoded, decoded), batch_size, shuffle=True, seed=seed,
-        transform=lambda image: random_crop_flip_turn(image, image_size),
+        transform=lambda image: random_crop_flip_turn(image, image_size), shard=shard,
     ).repeat()
 
 
-def fine_tune(args, data: PreparedFlowers, bottlenecks: Bottlenecks, base, cut, head, class_names, run_dir):
+def fine_tune(args, data: PreparedFlowers, bottlenecks: Bottlenecks, base, cut, head, class_names, run_dir,
+              distribution):
     """Stage 3: unfreeze the base from ``--unfreeze-from`` on and train it with the new layer (Adam, 1e-4).
 
     On the cached cut maps (``cut`` given) each step runs only the unfrozen
@@ -415,31 +459,36 @@ def fine_tune(args, data: PreparedFlowers, bottlenecks: Bottlenecks, base, cut, 
     started = time.perf_counter()
     index = freeze_below(base, args.unfreeze_from)
     y_validation = bottlenecks.validation_labels
+    batch_size = args.finetune_batch_size
     if cut is not None:
         top = cut[1]
         inputs = keras.Input(top.input_shape[1:], name="cut_map")
         x = keras.layers.GlobalAveragePooling2D()(top(inputs, training=False))
         tuner = keras.Model(inputs, head(x), name="finetune_top")
         samples = len(bottlenecks.maps_train)
-        batches = shuffled_batches(bottlenecks.maps_train, bottlenecks.train_labels, args.finetune_batch_size, args.seed)
+        if distribution.name == "none":
+            batches = shuffled_batches(bottlenecks.maps_train, bottlenecks.train_labels, batch_size, args.seed)
+        else:
+            batches = distribution.dataset(lambda _, shard: arrays_dataset(
+                bottlenecks.maps_train, bottlenecks.train_labels, batch_size, args.seed, shard, args.finetune_epochs),
+                batch_size)
         validation = bottlenecks.maps_validation
     else:
         tuner, _ = build_model(args.backbone, base=base, pooling="avg", head=head, name=f"flowers_{args.backbone}")
         originals = bottlenecks.kept_train[data.original[bottlenecks.kept_train]]
         samples = len(originals)
-        batches = random_crops(
+        batches = distribution.dataset(lambda size, shard: random_crops(
             [data.train_paths[i] for i in originals], data.train_labels[originals],
-            args.image_size, args.finetune_batch_size, args.seed,
-        )
+            args.image_size, size, args.seed, shard,
+        ), batch_size)
         validation = make_dataset(
             [data.validation_paths[i] for i in bottlenecks.kept_validation], y_validation,
             (args.image_size, args.image_size), batch_size=64,
         )
         print(f"stage 3: new random crops of the {samples} training originals every epoch")
-    steps = iterations(samples, args.finetune_batch_size, epochs=1)
-    optimizer = keras.optimizers.Adam(
-        learning_rate=learning_rate(args.finetune_learning_rate, steps * args.finetune_epochs, args.schedule)
-    )
+    steps = iterations(samples, batch_size, epochs=1)
+    rate = distribution.learning_rate(args.finetune_learning_rate, args.scale_learning_rate)
+    optimizer = keras.optimizers.Adam(learning_rate=learning_rate(rate, steps * args.finetune_epochs, args.schedule))
     train_step = make_train_step(tuner, optimizer)
     trainable = sum(int(np.prod(w.shape)) for w in tuner.trainable_weights)
     print(
@@ -459,6 +508,7 @@ def fine_tune(args, data: PreparedFlowers, bottlenecks: Bottlenecks, base, cut, 
     log = train_loop(
         lambda batch, progress: dict(zip(("loss", "accuracy"), train_step(*batch))),
         batches, epochs=args.finetune_epochs, steps_per_epoch=steps, on_epoch_end=validate, description="stage 3",
+        strategy=None if distribution.name == "none" else distribution.strategy,
     )
     if board is not None:
         board.on_train_end()
@@ -568,22 +618,34 @@ def report(args, run_dir: Path, model, bottlenecks: Bottlenecks, stages: dict, c
 @main_guard
 def main(argv=None):
     args = parse_args(argv)
+    with distribute.setup(args.distribute) as distribution, distribution.scope():
+        return run(args, distribution)
+
+
+def run(args, distribution):
+    """The chapter's stages in order. Every model and optimizer is built under
+    ``distribution``'s scope (``main``), so ``--distribute`` mirrors them."""
     set_seed(args.seed)
     started = time.perf_counter()
     data = load_prepared(args.data_dir)
-    run_dir = make_run_dir(args.output_dir, OUTPUT_PARENT, "train")
-    save_config(run_dir, cli.config_of(args))
+    if not args.shard:  # a --shard run only fills the cache: no run folder
+        run_dir = distribution.make_run_dir(args.output_dir, OUTPUT_PARENT, "train")
+        save_config(run_dir, {**cli.config_of(args), **distribution.describe()})
     print(f"{len(data.train_paths)} training images (originals and views), {len(data.validation_paths)} validation images")
 
     base = build_base(args.backbone, args.weights, args.image_size)
     cut = cut_point(args, base)
     bottlenecks = compute_bottlenecks(args, data, base, cut)
+    if args.shard:
+        return bottlenecks  # compute_bottlenecks' report of this worker's part: nothing is trained
     stages = {}
-    head, stages["stage2"] = train_head(args, bottlenecks, data.class_names, run_dir)
+    head, stages["stage2"] = train_head(args, bottlenecks, data.class_names, run_dir, distribution)
     if args.finetune_epochs:
-        stages["stage3"] = fine_tune(args, data, bottlenecks, base, cut, head, data.class_names, run_dir)
+        stages["stage3"] = fine_tune(args, data, bottlenecks, base, cut, head, data.class_names, run_dir, distribution)
     model, _ = build_model(args.backbone, base=base, pooling="avg", head=head, name=f"flowers_{args.backbone}")
     report(args, run_dir, model, bottlenecks, stages, data.class_names, started)
+    # equal on every worker of a distributed run; a check that they trained the same model
+    print(f"weights fingerprint: {weights_fingerprint(model)}")
     return run_dir
 
 

@@ -42,7 +42,7 @@ def test_second_run_reads_everything_from_the_cache(folder, tmp_path):
         raise AssertionError("the network ran on a cached image")
 
     model = tiny_extractor()
-    model.predict_on_batch = must_not_run
+    model.call = must_not_run
     second = extract_features(model, folder, FeatureCache(tmp_path / "cache", {"backbone": "tiny"}), 16,
                               progress=False)
     assert (second.computed, second.reused) == (0, len(folder))
