@@ -5,9 +5,13 @@ Textbook section 12.3 as a library:
 * `mmd.kernels`   - linear, RBF (median heuristic), polynomial, multi-RBF kernels
 * `mmd.distance`  - `mmd2` (biased / unbiased / linear-time) and `mmd_test`;
                     CLI `python -m mmd.distance`
-* `mmd.solvers`   - `TCA`, `JDA`, `BDA` scikit-learn estimators (eq. 10-20)
+* `mmd.solvers`   - `TCA`, `JDA`, `BDA` scikit-learn estimators (eq. 10-20),
+                    exact or Nystrom kernels
+* `mmd.eigensolvers` - eq. 20: exact (Cholesky + eigh) and warm-started iterative
 * `mmd.data`      - Office-Caltech10 SURF loading and the published protocol
 * `mmd.benchmark` - CLI `python -m mmd.benchmark`, the 12-task table
+* `mmd.solver_timing` - CLI, the eq. 20 solvers timed on one fit's problems
+* `mmd.scaling`   - CLI, time and memory of a fit against n (synthetic data)
 
 The names below are imported lazily so that `python -m mmd.<cli>` can set up
 TensorFlow's logging before TensorFlow is first imported.

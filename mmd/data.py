@@ -13,6 +13,9 @@ import os
 
 import numpy as np
 import scipy.io
+from sklearn.preprocessing import StandardScaler, normalize
+
+from .validation import InputError
 
 #: letter -> file stem, as the tasks are named in the papers (C->A = Caltech to Amazon)
 DOMAINS = {"C": "Caltech10", "A": "amazon", "W": "webcam", "D": "dslr"}
@@ -32,20 +35,17 @@ def protocol_normalize(X, zscore: bool = True) -> np.ndarray:
     from an MMD test.
     """
     X = np.asarray(X, dtype=np.float64)  # uint8 counts would overflow in the sum
-    sums = X.sum(axis=1, keepdims=True)
-    X = X / np.where(sums != 0, sums, 1.0)
+    X = normalize(X, norm="l1")          # counts are >= 0: |x| sums are the sums
     if not zscore:
         return X
-    mean = X.mean(axis=0)
-    std = X.std(axis=0)  # ddof = 0, as in the reference protocol
-    return (X - mean) / np.where(std > 0, std, 1.0)
+    return StandardScaler().fit_transform(X)   # population std (ddof = 0), as published
 
 
 def domain_path(data_dir: str, domain: str) -> str:
     """File of one domain; accepts the SURF_L10 names of the original release
     and the short names (caltech.mat, ...) used by some public repositories."""
     if domain not in DOMAINS:
-        raise ValueError(f"unknown domain {domain!r}; expected one of {', '.join(DOMAINS)}")
+        raise InputError(f"unknown domain {domain!r}; expected one of {', '.join(DOMAINS)}")
     stem = DOMAINS[domain]
     candidates = [f"{stem}_SURF_L10.mat", f"{stem.lower()}.mat",
                   "caltech.mat" if domain == "C" else f"{stem}.mat"]
@@ -53,7 +53,7 @@ def domain_path(data_dir: str, domain: str) -> str:
         path = os.path.join(data_dir, name)
         if os.path.isfile(path):
             return path
-    raise FileNotFoundError(
+    raise InputError(
         f"no {stem}_SURF_L10.mat in {data_dir!r}; pass --data-dir pointing at the "
         "Office-Caltech10 SURF folder (e.g. ../shared/data/office_caltech10_surf)")
 
@@ -64,13 +64,13 @@ def read_mat(path: str, features_key: str | None = None, labels_key: str | None 
     try:
         mat = scipy.io.loadmat(path)
     except Exception as exc:
-        raise ValueError(f"cannot read {path!r} as a .mat file: {exc}") from None
+        raise InputError(f"cannot read {path!r} as a .mat file: {exc}") from None
     fkeys = [features_key] if features_key else ["fts", "feas", "X"]
     lkeys = [labels_key] if labels_key else ["labels", "label", "y"]
     fkey = next((k for k in fkeys if k in mat), None)
     if fkey is None:
         keys = sorted(k for k in mat if not k.startswith("__"))
-        raise ValueError(f"{path!r} has no {'/'.join(fkeys)} array (keys: {', '.join(keys)})")
+        raise InputError(f"{path!r} has no {'/'.join(fkeys)} array (keys: {', '.join(keys)})")
     lkey = next((k for k in lkeys if k in mat), None)
     y = None if lkey is None else np.asarray(mat[lkey]).ravel()
     return np.asarray(mat[fkey]), y
@@ -83,10 +83,10 @@ def load_domain(data_dir: str, domain: str, normalize: str | None = "protocol"):
     "l1" (L1 only) or None (raw counts as float64).
     """
     if normalize not in ("protocol", "l1", None):
-        raise ValueError(f"normalize must be 'protocol', 'l1' or None, got {normalize!r}")
+        raise InputError(f"normalize must be 'protocol', 'l1' or None, got {normalize!r}")
     X, y = read_mat(domain_path(data_dir, domain))
     if y is None:
-        raise ValueError(f"{domain_path(data_dir, domain)!r} has no labels")
+        raise InputError(f"{domain_path(data_dir, domain)!r} has no labels")
     if normalize is None:
         X = X.astype(np.float64)
     else:
@@ -111,12 +111,12 @@ def parse_tasks(spec: str) -> list[str]:
             parts = list(item)
         if len(parts) != 2 or parts[0] not in DOMAINS or parts[1] not in DOMAINS \
                 or parts[0] == parts[1]:
-            raise ValueError(
+            raise InputError(
                 f"bad task {item!r}; use SOURCE->TARGET with two different letters of "
                 f"{'/'.join(DOMAINS)}, e.g. C->A, or 'all'")
         task = f"{parts[0]}->{parts[1]}"
         if task not in tasks:
             tasks.append(task)
     if not tasks:
-        raise ValueError("no task given; use 'all' or e.g. C->A,W->D")
+        raise InputError("no task given; use 'all' or e.g. C->A,W->D")
     return tasks

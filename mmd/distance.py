@@ -37,8 +37,10 @@ import time  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from common.errors import main_guard  # noqa: E402
+
 from .kernels import KERNEL_NAMES, as_tensor, make_kernel  # noqa: E402
-from .validation import check_features, check_int, check_same_width  # noqa: E402
+from .validation import InputError, check_features, check_int, check_same_width  # noqa: E402
 
 ESTIMATORS = ("biased", "unbiased", "linear")
 
@@ -57,17 +59,17 @@ def _pair(X, Y, min_samples: int):
         if isinstance(arr, (tf.Tensor, tf.Variable)):
             t = as_tensor(arr)
             if t.shape.rank != 2:
-                raise ValueError(f"{name} must be 2-D (n_samples, n_features), got shape {t.shape}")
+                raise InputError(f"{name} must be 2-D (n_samples, n_features), got shape {t.shape}")
             if t.shape[0] is not None and t.shape[0] < min_samples:
-                raise ValueError(f"{name} needs at least {min_samples} samples, got {t.shape[0]}")
+                raise InputError(f"{name} needs at least {min_samples} samples, got {t.shape[0]}")
             if tf.executing_eagerly() and not bool(tf.reduce_all(tf.math.is_finite(t))):
-                raise ValueError(f"{name} contains NaN or infinite values")
+                raise InputError(f"{name} contains NaN or infinite values")
             out.append(t)
         else:
             out.append(tf.constant(check_features(arr, name, min_samples)))
     X, Y = out
     if X.shape[1] != Y.shape[1]:
-        raise ValueError(
+        raise InputError(
             f"X has {X.shape[1]} features but Y has {Y.shape[1]}; MMD compares samples "
             "of the same space")
     if X.dtype != Y.dtype:  # mixed precision: compute in the wider one
@@ -77,7 +79,7 @@ def _pair(X, Y, min_samples: int):
 
 def _check_estimator(estimator):
     if estimator not in ESTIMATORS:
-        raise ValueError(f"unknown estimator {estimator!r}; expected one of {', '.join(ESTIMATORS)}")
+        raise InputError(f"unknown estimator {estimator!r}; expected one of {', '.join(ESTIMATORS)}")
 
 
 def _linear_terms(X, Y, k):
@@ -192,7 +194,7 @@ def _read_features(path: str, key: str | None):
     """(features, labels or None) from .npy / .npz / .csv / .txt / .mat."""
     from .data import read_mat  # the .mat conventions live with the data loader
     if not os.path.isfile(path):
-        raise ValueError(f"no such file: {path}")
+        raise InputError(f"no such file: {path}")
     ext = os.path.splitext(path)[1].lower()
     try:
         if ext == ".mat":
@@ -203,17 +205,17 @@ def _read_features(path: str, key: str | None):
             with np.load(path, allow_pickle=False) as z:
                 name = key or ("X" if "X" in z.files else z.files[0])
                 if name not in z.files:
-                    raise ValueError(f"{path} has no array {name!r} (has {', '.join(z.files)})")
+                    raise InputError(f"{path} has no array {name!r} (has {', '.join(z.files)})")
                 y = z["y"] if "y" in z.files else None
                 return z[name], y
         if ext in (".csv", ".txt", ".tsv"):
             delimiter = "," if ext == ".csv" else None
             return np.loadtxt(path, delimiter=delimiter, ndmin=2), None
-    except ValueError:
+    except InputError:
         raise
-    except Exception as exc:
-        raise ValueError(f"cannot read {path}: {exc}") from None
-    raise ValueError(f"unsupported file type {ext!r} for {path}; use .npy, .npz, .csv, .txt or .mat")
+    except Exception as exc:   # whatever the parser says about a malformed file
+        raise InputError(f"cannot read {path}: {exc}") from None
+    raise InputError(f"unsupported file type {ext!r} for {path}; use .npy, .npz, .csv, .txt or .mat")
 
 
 def _subsample(X, y, max_samples, rng):
@@ -273,17 +275,17 @@ def _load_inputs(args):
     from . import data as d
     if args.data_dir or args.source or args.target:
         if args.files:
-            raise ValueError("give either two FILEs or --data-dir/--source/--target, not both")
+            raise InputError("give either two FILEs or --data-dir/--source/--target, not both")
         if not (args.data_dir and args.source and args.target):
-            raise ValueError("--data-dir, --source and --target go together")
+            raise InputError("--data-dir, --source and --target go together")
         norm = "l1" if args.l1_only else "protocol"
         Xs, ys = d.load_domain(args.data_dir, args.source.upper(), normalize=norm)
         Xt, yt = d.load_domain(args.data_dir, args.target.upper(), normalize=norm)
         return Xs, ys, Xt, yt, f"{args.source.upper()}->{args.target.upper()}"
     if args.l1_only:
-        raise ValueError("--l1-only applies to --data-dir domains; for files use --protocol or not")
+        raise InputError("--l1-only applies to --data-dir domains; for files use --protocol or not")
     if len(args.files) != 2:
-        raise ValueError(f"need exactly two feature files (source, target), got {len(args.files)}")
+        raise InputError(f"need exactly two feature files (source, target), got {len(args.files)}")
     (Xs, ys), (Xt, yt) = (_read_features(f, args.key) for f in args.files)
     if args.labels:
         ys = _read_features(args.labels[0], None)[0].ravel()
@@ -296,64 +298,63 @@ def _load_inputs(args):
     return Xs, ys, Xt, yt, f"{os.path.basename(args.files[0])} vs {os.path.basename(args.files[1])}"
 
 
+@main_guard
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        from .solvers import BDA, JDA, TCA, NearestNeighbour
-        spaces = [s.strip().lower() for s in args.adapt.split(",") if s.strip()]
-        bad = [s for s in spaces if s not in ("none", "tca", "jda", "bda")]
-        if bad or not spaces:
-            raise ValueError(f"--adapt takes none, tca, jda, bda; got {args.adapt!r}")
-        if args.permutations < 1:
-            raise ValueError("--permutations must be >= 1")
-        if args.max_samples is not None and args.max_samples < 2:
-            raise ValueError("--max-samples must be >= 2")
-        Xs, ys, Xt, yt, title = _load_inputs(args)
-        print(f"{title}: {Xs.shape[0]} source and {Xt.shape[0]} target samples, "
-              f"{Xs.shape[1]} features", flush=True)
-        rows = []
-        for space in spaces:
-            t0 = time.perf_counter()
-            acc = None
-            if space == "none":
-                Zs, Zt = Xs, Xt
-                if yt is not None and ys is not None:
-                    pred = NearestNeighbour().fit(Xs, np.asarray(ys).ravel()).predict(Xt)
-                    acc = 100.0 * float(np.mean(pred == np.asarray(yt).ravel()))
+    from sklearn.neighbors import KNeighborsClassifier
+
+    from .solvers import BDA, JDA, TCA
+    spaces = [s.strip().lower() for s in args.adapt.split(",") if s.strip()]
+    bad = [s for s in spaces if s not in ("none", "tca", "jda", "bda")]
+    if bad or not spaces:
+        raise InputError(f"--adapt takes none, tca, jda, bda; got {args.adapt!r}")
+    if args.permutations < 1:
+        raise InputError("--permutations must be >= 1")
+    if args.max_samples is not None and args.max_samples < 2:
+        raise InputError("--max-samples must be >= 2")
+    Xs, ys, Xt, yt, title = _load_inputs(args)
+    print(f"{title}: {Xs.shape[0]} source and {Xt.shape[0]} target samples, "
+          f"{Xs.shape[1]} features", flush=True)
+    rows = []
+    for space in spaces:
+        t0 = time.perf_counter()
+        acc = None
+        if space == "none":
+            Zs, Zt = Xs, Xt
+            if yt is not None and ys is not None:
+                pred = KNeighborsClassifier(1).fit(Xs, np.asarray(ys).ravel()).predict(Xt)
+                acc = 100.0 * float(np.mean(pred == np.asarray(yt).ravel()))
+        else:
+            params = dict(n_components=args.n_components, lambda_=args.lambda_)
+            if space == "tca":
+                est = TCA(**params)
+            elif space == "jda":
+                est = JDA(n_iter=args.n_iter, **params)
             else:
-                params = dict(n_components=args.n_components, lambda_=args.lambda_)
-                if space == "tca":
-                    est = TCA(**params)
-                elif space == "jda":
-                    est = JDA(n_iter=args.n_iter, **params)
-                else:
-                    est = BDA(n_iter=args.n_iter, mu=args.mu, **params)
-                if space != "tca" and ys is None:
-                    raise ValueError(f"--adapt {space} needs source labels (a .mat with labels, "
-                                     "or --labels)")
-                print(f"  fitting {space.upper()} ...", flush=True)
-                est.fit(Xs, ys, Xt)
-                Zs, Zt = est.transform(Xs), est.transform(Xt)
-                if yt is not None and ys is not None:
-                    acc = 100.0 * float(np.mean(est.predict(Xt) == np.asarray(yt).ravel()))
-            rng = np.random.default_rng(args.seed)
-            Zs_, _ = _subsample(Zs, None, args.max_samples, rng)
-            Zt_, _ = _subsample(Zt, None, args.max_samples, rng)
-            print(f"  testing {space} space ({args.permutations} permutations) ...", flush=True)
-            res = mmd_test(Zs_, Zt_, kernel=args.kernel, estimator=args.estimator,
-                           n_permutations=args.permutations, seed=args.seed, gamma=args.gamma)
-            rows.append((space, Zs.shape[1], res, acc, time.perf_counter() - t0))
-        print()
-        print(f"{'space':<8} {'dim':>5} {'MMD^2 (' + args.estimator + ')':>20} {'p-value':>9} "
-              f"{'1-NN acc %':>10} {'seconds':>8}")
-        for space, dim, res, acc, secs in rows:
-            acc_s = "-" if acc is None else f"{acc:.2f}"
-            print(f"{space:<8} {dim:>5} {res.statistic:>20.6f} {res.p_value:>9.4f} "
-                  f"{acc_s:>10} {secs:>8.1f}")
-        print(f"kernel per space: {', '.join(f'{r[0]}={r[2].kernel}' for r in rows)}")
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+                est = BDA(n_iter=args.n_iter, mu=args.mu, **params)
+            if space != "tca" and ys is None:
+                raise InputError(f"--adapt {space} needs source labels (a .mat with labels, "
+                                 "or --labels)")
+            print(f"  fitting {space.upper()} ...", flush=True)
+            est.fit(Xs, ys, Xt)
+            Zs, Zt = est.transform(Xs), est.transform(Xt)
+            if yt is not None and ys is not None:
+                acc = 100.0 * float(np.mean(est.predict(Xt) == np.asarray(yt).ravel()))
+        rng = np.random.default_rng(args.seed)
+        Zs_, _ = _subsample(Zs, None, args.max_samples, rng)
+        Zt_, _ = _subsample(Zt, None, args.max_samples, rng)
+        print(f"  testing {space} space ({args.permutations} permutations) ...", flush=True)
+        res = mmd_test(Zs_, Zt_, kernel=args.kernel, estimator=args.estimator,
+                       n_permutations=args.permutations, seed=args.seed, gamma=args.gamma)
+        rows.append((space, Zs.shape[1], res, acc, time.perf_counter() - t0))
+    print()
+    print(f"{'space':<8} {'dim':>5} {'MMD^2 (' + args.estimator + ')':>20} {'p-value':>9} "
+          f"{'1-NN acc %':>10} {'seconds':>8}")
+    for space, dim, res, acc, secs in rows:
+        acc_s = "-" if acc is None else f"{acc:.2f}"
+        print(f"{space:<8} {dim:>5} {res.statistic:>20.6f} {res.p_value:>9.4f} "
+              f"{acc_s:>10} {secs:>8.1f}")
+    print(f"kernel per space: {', '.join(f'{r[0]}={r[2].kernel}' for r in rows)}")
     return 0
 
 

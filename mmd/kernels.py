@@ -17,6 +17,8 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from .validation import InputError
+
 #: names accepted by `make_kernel` (and therefore by `mmd2` / `mmd_test`)
 KERNEL_NAMES = ("linear", "rbf", "polynomial", "multi-rbf")
 
@@ -101,9 +103,9 @@ def rbf_bandwidths(base_gamma: float, n_kernels: int = 5, factor: float = 2.0) -
     """`n_kernels` gammas spaced by `factor` around `base_gamma` (odd counts
     put `base_gamma` in the middle): 5 kernels, factor 2 -> base * [1/4 .. 4]."""
     if n_kernels < 1:
-        raise ValueError(f"n_kernels must be >= 1, got {n_kernels}")
+        raise InputError(f"n_kernels must be >= 1, got {n_kernels}")
     if not factor > 0:
-        raise ValueError(f"factor must be > 0, got {factor}")
+        raise InputError(f"factor must be > 0, got {factor}")
     powers = np.arange(n_kernels) - (n_kernels - 1) / 2.0
     return [float(base_gamma * factor ** p) for p in powers]
 
@@ -116,9 +118,9 @@ def multi_rbf_kernel(X, Y=None, gammas=(0.25, 0.5, 1.0, 2.0, 4.0), weights=None)
     if weights is None:
         weights = [1.0 / len(gammas)] * len(gammas)
     if len(weights) != len(gammas):
-        raise ValueError(f"{len(weights)} weights for {len(gammas)} kernels")
+        raise InputError(f"{len(weights)} weights for {len(gammas)} kernels")
     if any(w < 0 for w in weights):
-        raise ValueError("multi-kernel weights must be non-negative")
+        raise InputError("multi-kernel weights must be non-negative")
     d2 = squared_distances(X, Y)
     return tf.add_n([w * tf.exp(-g * d2) for g, w in zip(gammas, weights)])
 
@@ -133,9 +135,6 @@ class Kernel:
     def __init__(self, fn, **params):
         self.fn = fn
         self.params = params
-
-    def __call__(self, X, Y=None) -> tf.Tensor:
-        return self.gram(X, Y)
 
     def gram(self, X, Y=None) -> tf.Tensor:
         return self.fn(X, X if Y is None else Y, **self.params)
@@ -181,12 +180,12 @@ def make_kernel(kernel="rbf", X=None, Y=None, *, gamma=None, degree=3, coef0=1.0
     if callable(kernel):
         return Kernel(kernel)
     if not isinstance(kernel, str) or kernel not in KERNEL_NAMES:
-        raise ValueError(
+        raise InputError(
             f"unknown kernel {kernel!r}; expected one of {', '.join(KERNEL_NAMES)} or a callable")
 
     def _median():
         if X is None:
-            raise ValueError("the median heuristic needs the data: pass X (and Y)")
+            raise InputError("the median heuristic needs the data: pass X (and Y)")
         return median_heuristic(X, Y)
 
     if kernel == "linear":
@@ -195,11 +194,11 @@ def make_kernel(kernel="rbf", X=None, Y=None, *, gamma=None, degree=3, coef0=1.0
         if gamma is None or (isinstance(gamma, str) and gamma == "median"):
             gamma = _median()
         elif isinstance(gamma, str) or not float(gamma) > 0:
-            raise ValueError(f"gamma must be a positive number or 'median', got {gamma!r}")
+            raise InputError(f"gamma must be a positive number or 'median', got {gamma!r}")
         k = _Builtin(rbf_kernel, gamma=float(gamma))
     elif kernel == "polynomial":
         if gamma is not None and (isinstance(gamma, str) or not float(gamma) > 0):
-            raise ValueError(f"gamma must be a positive number or None, got {gamma!r}")
+            raise InputError(f"gamma must be a positive number or None, got {gamma!r}")
         k = _Builtin(polynomial_kernel, degree=int(degree), gamma=gamma, coef0=float(coef0))
     else:  # multi-rbf
         if gammas is None:
@@ -208,6 +207,6 @@ def make_kernel(kernel="rbf", X=None, Y=None, *, gamma=None, degree=3, coef0=1.0
         k = _Builtin(multi_rbf_kernel, gammas=[float(g) for g in gammas],
                      weights=None if weights is None else [float(w) for w in weights])
         if weights is not None and len(weights) != len(gammas):
-            raise ValueError(f"{len(weights)} weights for {len(gammas)} kernels")
+            raise InputError(f"{len(weights)} weights for {len(gammas)} kernels")
     k.name = kernel
     return k

@@ -18,24 +18,25 @@ Section 12.3 of the textbook, equation by equation:
 * 12.3.3-12.3.4, the target pseudo labels come from a 1-NN classifier trained
   on the transformed source and are refined by iterating.
 
-How it is solved, and why:
+How it is solved, and why (the eigensolvers are in `mmd.eigensolvers`):
 
-* The pencil is symmetric-definite: S = X M X^T + lambda I is positive
-  definite, B = X H X^T is positive semi-definite.  A general `eig` of
-  (S, B) - what the public numpy code does - returns complex and infinite
-  eigenvalues when B is singular (fewer samples than features) and costs a
-  dense QZ iteration.  Instead, with the Cholesky factor S = L L^T, eq. 20
-  becomes the ordinary symmetric problem (L^-1 B L^-T) y = nu y with
-  nu = 1/phi and a = L^-T y, solved by `tf.linalg.eigh`; the k smallest phi
-  are the k largest nu.
 * No n x n matrix is formed in the primal case.  X M X^T = U diag(w) U^T with
-  the C + 1 columns U = X [e0, e1, ... eC] (mean differences), and
-  X H X^T = Xc^T Xc with Xc the data centred over all n samples.  The
-  Frobenius norm of M needed for the protocol's scaling is
-  sqrt(w^T (G o G) w) with the (C+1) x (C+1) Gram G = E^T E.
-* With fewer samples than features, B has rank <= n - 1, so the eigenproblem
-  is solved on the n x n Gram matrix of L^-1 Xc^T instead of the d x d one:
-  same non-zero spectrum, smaller eigh.
+  the C + 1 columns U = X [e0, e1, ... eC], each a difference of two group
+  means; X H X^T is the scatter of the data centred over all n samples.
+  The Frobenius norm of M needed for the protocol's scaling comes from the
+  (C+1) x (C+1) Gram matrix E^T E, known from the group sizes.
+* Eq. 20 is solved by `Eq20Solver`: by default the iterative solver, warm-
+  started from the previous JDA iteration, to a residual of `tol`; with
+  `solver="exact"` by Cholesky + a full eigh every iteration.
+* Nystrom (landmark) kernels: with `n_landmarks=m`, K is replaced by its
+  Nystrom approximation through m landmark samples,
+  K ~ K_nm K_mm^-1 K_mn = Phi Phi^T with Phi = K_nm K_mm^-1/2 (n x m), and
+  the kernel problem with that K is solved exactly: its solution lies in
+  span(Phi), where it is the primal problem on the n x m design
+  P = Phi (Phi^T Phi)^1/2 (P P^T = K^2, as for the exact kernel's P = K).
+  Eq. 20 is then an m x m problem: time O(n m^2 + m^3), memory O(n m).
+  With m = n (every sample a landmark) it is the exact kernel problem.
+  `transform` evaluates new samples against the same landmarks.
 * The JDA iteration is a deterministic map from one pseudo labelling to the
   next.  Once a labelling repeats (a fixed point, or a cycle such as two
   samples swapping back and forth), every later iteration is known, so the
@@ -47,21 +48,36 @@ C * M0 + sum_c Mc (eq. 10 with mu = 0.5, the marginal term weighted by the
 number of classes) and scaled to unit Frobenius norm; samples are scaled to
 unit L2 norm before and after the projection; eigenvectors are scaled to unit
 2-norm.  Each iteration's M is built afresh from the current pseudo labels.
+
+Inside scikit-learn's model-selection tools give the target domain at
+construction, `JDA(Xt=Xt)`, not to `fit`: `GridSearchCV` and
+`cross_val_score` cut every fit argument as long as the training data into
+folds, so `fit(Xs, ys, Xt=Xt)` would silently adapt each fold to a slice of
+the target whenever len(Xt) == len(Xs).
 """
 from __future__ import annotations
 
 import numpy as np
 import tensorflow as tf
 from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin, clone
+from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from . import kernels as _kernels
-from .validation import (check_features, check_int, check_labels, check_positive,
-                         check_same_width)
+from .eigensolvers import SOLVERS, Eq20Solver
+from .validation import (InputError, check_choice, check_features, check_int, check_labels,
+                         check_positive, check_same_width)
 
 #: `kernel` values of the estimators: the primal (linear map of the features,
-#: d x k) problem of the papers' tables, or a kernelised (n x k) one
+#: d x k) problem of the papers' tables, or a kernelised one
 SOLVER_KERNELS = ("primal", "linear", "rbf")
+
+#: how `n_landmarks` landmarks are drawn from the pooled samples
+LANDMARK_METHODS = ("uniform", "kmeans++")
+
+#: largest block (in matrix entries) of the row-blocked kernel evaluation and
+#: 1-NN search: 2^24 float64 = 128 MiB, so no step holds an n x n matrix
+BLOCK_ENTRIES = 2 ** 24
 
 
 # --------------------------------------------------------------------------
@@ -75,118 +91,193 @@ def unit_rows(X: tf.Tensor) -> tf.Tensor:
     return X / tf.where(norms > 0, norms, tf.ones_like(norms))
 
 
-def mmd_factors(ys_codes, yt_codes, n_classes: int, mu: float, n_target: int | None = None):
-    """Rank-one factors of M (eq. 10-12): M = E diag(w) E^T.
+def mmd_directions(P, ns: int, ys_codes, yt_codes, n_classes: int, mu: float):
+    """Low-rank factors of X M X^T (eq. 10-12): U (p, r), w (r,) and ||M||_F
+    with X M X^T = U diag(w) U^T, r <= C + 1; the protocol's matrix is
+    U diag(w / ||M||_F) U^T.
 
-    Returns (E, w, fro) with E of shape (n, r), r <= C + 1, and fro the
-    Frobenius norm of E diag(w) E^T, so that the protocol's M is
-    E diag(w / fro) E^T.  `yt_codes=None` (no pseudo labels yet, give
-    `n_target`) yields the marginal term only.  A class with no target sample
-    pseudo-labelled contributes nothing: eq. 12 would divide by nt_c = 0.
-    mu = 1 without labels leaves M = 0 (fro = 0), i.e. plain PCA of the
-    pooled data.
+    P (n, p) holds the ns source rows, then the target rows.  M = E diag(w) E^T
+    with one column of E (n, r) per term: e0 = [1/ns ..., -1/nt ...] (eq. 11,
+    weighted C (1 - mu), the reference's C * M0 at mu = 0.5) and ec = 1/ns_c
+    on the source samples of class c, -1/nt_c on the target samples
+    pseudo-labelled c (eq. 12, weighted mu); U = P^T E.  E^T E is known from
+    the group sizes: e0.e0 = e0.ec = 1/ns + 1/nt, ec.ec' = [c = c']
+    (1/ns_c + 1/nt_c), and ||E W E^T||_F^2 = w^T (G o G) w, so no n x n
+    matrix is formed.  `yt_codes=None` (no pseudo labels yet) gives the
+    marginal term only; a class that no target sample is pseudo-labelled
+    with contributes nothing (eq. 12 would divide by nt_c = 0); mu = 1
+    without labels leaves M = 0.
     """
-    ys_codes = np.asarray(ys_codes)
-    if yt_codes is not None:
-        yt_codes = np.asarray(yt_codes)
-        n_target = yt_codes.shape[0]
-    if not n_target:
-        raise ValueError("n_target (number of target samples) is needed without pseudo labels")
-    return _factors(ys_codes, yt_codes, ys_codes.shape[0], int(n_target), n_classes, mu)
-
-
-def _factors(ys_codes, yt_codes, ns, nt, n_classes, mu):
-    n = ns + nt
-    columns, weights = [], []
+    n = int(P.shape[0])
+    nt = n - ns
+    C = n_classes
+    columns, weights, sizes = [], [], []
     if mu < 1.0:
-        # eq. 11: M0 = e0 e0^T; weighted C (1 - mu), the reference's C * M0 at mu = 0.5
-        columns.append(np.concatenate([np.full(ns, 1.0 / ns), np.full(nt, -1.0 / nt)]))
-        weights.append(n_classes * (1.0 - mu))
+        e0 = np.full(n, 1.0 / ns)
+        e0[ns:] = -1.0 / nt
+        columns.append(e0[:, None])
+        # C (1 - mu); the scale of a lone term is undone by the Frobenius
+        # normalisation, so TCA without labels (C = 0) weighs it 1 - mu
+        weights.append(max(C, 1) * (1.0 - mu))
+        sizes.append(1.0 / ns + 1.0 / nt)
     if yt_codes is not None and mu > 0.0:
-        for c in range(n_classes):
-            src = ys_codes == c
-            tgt = yt_codes == c
-            ns_c, nt_c = int(src.sum()), int(tgt.sum())
-            if ns_c == 0 or nt_c == 0:
-                continue  # empty (pseudo) class: no conditional term, no 1/0
-            e = np.zeros(n)
-            e[:ns][src] = 1.0 / ns_c    # eq. 12: 1/ns_c on source of class c
-            e[ns:][tgt] = -1.0 / nt_c   # and -1/nt_c on target pseudo-labelled c
-            columns.append(e)
-            weights.append(mu)
+        ys_codes, yt_codes = np.asarray(ys_codes), np.asarray(yt_codes)
+        ns_c = np.bincount(ys_codes, minlength=C)
+        nt_c = np.bincount(yt_codes, minlength=C)
+        kept = np.flatnonzero((ns_c > 0) & (nt_c > 0))  # empty (pseudo) class: no term, no 1/0
+        column = np.full(C, -1)
+        column[kept] = np.arange(len(kept))
+        Ec = np.zeros((n, len(kept)))
+        for rows, codes, counts, sign in ((np.arange(ns), ys_codes, ns_c, 1.0),
+                                          (np.arange(ns, n), yt_codes, nt_c, -1.0)):
+            inside = column[codes] >= 0
+            Ec[rows[inside], column[codes[inside]]] = sign / counts[codes[inside]]
+        columns.append(Ec)
+        weights += [mu] * len(kept)
+        sizes += list(1.0 / ns_c[kept] + 1.0 / nt_c[kept])
     if not columns:
-        return np.zeros((n, 0)), np.zeros(0), 0.0
-    E = np.stack(columns, axis=1)
+        return tf.zeros([int(P.shape[1]), 0], P.dtype), np.zeros(0), 0.0
     w = np.asarray(weights)
-    G = E.T @ E
-    # ||E W E^T||_F^2 = tr(W G W G) = w^T (G o G) w: no n x n matrix needed
+    G = np.diag(sizes)
+    if mu < 1.0:
+        G[0, 1:] = G[1:, 0] = 1.0 / ns + 1.0 / nt
     fro = float(np.sqrt(max(w @ (G * G) @ w, 0.0)))
-    return E, w, fro
+    return tf.matmul(P, tf.constant(np.hstack(columns)), transpose_a=True), w, fro
 
 
-def solve_eq20(U, w, lambda_: float, n_components: int, B=None, Pc=None):
-    """k smallest eigenpairs of eq. 20, (U diag(w) U^T + lambda I) a = phi B a.
+def select_landmarks(X, n_landmarks: int, method: str = "uniform", random_state=None):
+    """Row indices of `n_landmarks` landmark samples of X (n, d), in the
+    order drawn.
 
-    U (p, r) and w (r,) are the low-rank factors of X M X^T (already divided
-    by ||M||_F).  Give either B = X H X^T (p, p), or, when there are fewer
-    samples than dimensions, the centred data Pc (n, p) with B = Pc^T Pc.
-
-    Returns (phi, V): phi (k,) ascending, V (p, k) with unit-norm columns,
-    each column's largest-magnitude entry made positive (eigenvectors are
-    only defined up to sign; fixing it makes runs comparable).
-    phi = inf marks a direction B cannot see (a null direction of the
-    scatter), which only happens when k exceeds the rank of the data.
+    "uniform" draws them without replacement; "kmeans++" spreads them by
+    k-means++ seeding (Arthur & Vassilvitskii 2007: each next landmark drawn
+    with probability proportional to its squared distance to the nearest
+    one chosen), which covers small clusters a uniform draw can miss.
     """
-    U = tf.convert_to_tensor(U, tf.float64)
-    p = int(U.shape[0])
-    w = tf.convert_to_tensor(np.asarray(w, dtype=np.float64))
-    # S = X M X^T + lambda I, assembled from the r rank-one terms
-    S = tf.matmul(U * w[None, :], U, transpose_b=True) + lambda_ * tf.eye(p, dtype=tf.float64)
-    L = tf.linalg.cholesky(S)  # S is positive definite: lambda > 0, M is PSD
-    k = n_components
-    if Pc is None:
-        # L^-1 B L^-T, symmetric; eigh reads only one triangle
-        W = tf.linalg.triangular_solve(L, B, lower=True)
-        T = tf.linalg.triangular_solve(L, tf.transpose(W), lower=True)
-        nu, Y = tf.linalg.eigh(0.5 * (T + tf.transpose(T)))
-        nu = nu[::-1][:k]             # k largest nu = k smallest phi = 1/nu
-        Y = Y[:, ::-1][:, :k]
-    else:
-        # L^-1 B L^-T = R R^T with R = L^-1 Pc^T (p x n): its non-zero
-        # eigenpairs come from the n x n matrix R^T R (same spectrum)
-        R = tf.linalg.triangular_solve(L, tf.transpose(Pc), lower=True)
-        s, Q = tf.linalg.eigh(tf.matmul(R, R, transpose_a=True))
-        nu = s[::-1][:k]
-        Q = Q[:, ::-1][:, :k]
-        Y = tf.matmul(R, Q) / tf.sqrt(tf.maximum(nu, np.finfo(np.float64).tiny))[None, :]
-    V = tf.linalg.triangular_solve(L, Y, lower=True, adjoint=True)  # a = L^-T y
-    V = V / tf.norm(V, axis=0, keepdims=True)                        # unit 2-norm
-    idx = tf.argmax(tf.abs(V), axis=0)
-    signs = tf.sign(tf.gather(tf.transpose(V), idx, batch_dims=1))
-    V = V * tf.where(signs == 0, tf.ones_like(signs), signs)[None, :]
-    nu = nu.numpy()
-    with np.errstate(divide="ignore"):
-        phi = np.where(nu > 0, 1.0 / np.maximum(nu, np.finfo(np.float64).tiny), np.inf)
-    return phi, V
+    rng = check_random_state(random_state)
+    n = int(X.shape[0])
+    if method == "uniform":
+        return rng.choice(n, n_landmarks, replace=False)
+    # Written here rather than taken from sklearn.cluster.kmeans_plusplus:
+    # scikit-learn's greedy variant tries 2 + log(m) candidates per landmark
+    # and took 109 s for m = 1000 landmarks of 100,000 x 256 samples; one
+    # TensorFlow distance update per landmark (float32: the draw only needs
+    # rough distances, and each update reads all of X) took 30 s.
+    X = tf.cast(tf.convert_to_tensor(X), tf.float32)
+    sq = tf.reduce_sum(X * X, axis=1)
+
+    def squared_distances_to(i):
+        return tf.maximum(sq - 2.0 * tf.linalg.matvec(X, X[i]) + sq[i], 0.0)
+
+    chosen = [int(rng.randint(n))]
+    d2 = squared_distances_to(chosen[0])
+    for _ in range(n_landmarks - 1):
+        weights = d2.numpy()
+        weights[chosen] = 0.0   # duplicates of a chosen sample are never drawn twice
+        total = weights.sum()
+        if total > 0:
+            i = int(np.searchsorted(np.cumsum(weights), rng.uniform(0, total), side="right"))
+            i = min(i, n - 1)
+        else:   # every remaining sample coincides with a landmark
+            i = int(rng.choice(np.setdiff1d(np.arange(n), chosen)))
+        chosen.append(i)
+        d2 = tf.minimum(d2, squared_distances_to(i))
+    return np.asarray(chosen)
+
+
+def kernel_rows(X, L, kernel: str, gamma: float | None = None, T=None) -> tf.Tensor:
+    """k(X, L) (n, m), or k(X, L) T when the map T (m, r) is given, evaluated
+    in row blocks so that no temporary exceeds BLOCK_ENTRIES entries."""
+    n, m = int(X.shape[0]), int(L.shape[0])
+    rows = max(1, BLOCK_ENTRIES // max(m, 1))
+    blocks = []
+    for start in range(0, n, rows):
+        Xb = X[start:start + rows]
+        K = (_kernels.linear_kernel(Xb, L) if kernel == "linear"
+             else _kernels.rbf_kernel(Xb, L, gamma=gamma))
+        blocks.append(K if T is None else tf.matmul(K, T))
+    return blocks[0] if len(blocks) == 1 else tf.concat(blocks, axis=0)
+
+
+def nystrom_map(X, L, kernel: str, gamma: float | None = None, rcond: float = 1e-10):
+    """T (m, r) with k(X, L) T = Phi (Phi^T Phi)^1/2, Phi = K_nm K_mm^-1/2: the
+    design of the kernel problem with K replaced by its Nystrom approximation
+    Phi Phi^T (module docstring).
+
+    K_mm^-1/2 is taken on the eigenvalues above rcond times the largest (r of
+    them; r = m unless landmarks coincide or the kernel has low rank, as the
+    linear kernel does).  Phi^T Phi = K_mm^-1/2 K_mn K_nm K_mm^-1/2 is summed
+    over row blocks of X: O(n m^2) time, no n x m matrix kept.
+    """
+    lam, U = tf.linalg.eigh(kernel_rows(L, L, kernel, gamma))
+    keep = lam > rcond * tf.reduce_max(lam)
+    S = tf.boolean_mask(U, keep, axis=1) / tf.sqrt(tf.boolean_mask(lam, keep))[None, :]
+    n, m = int(X.shape[0]), int(L.shape[0])
+    rows = max(1, BLOCK_ENTRIES // max(m, 1))
+    G = None
+    for start in range(0, n, rows):
+        Phi = kernel_rows(X[start:start + rows], L, kernel, gamma, S)
+        part = tf.matmul(Phi, Phi, transpose_a=True)
+        G = part if G is None else G + part
+    g, V = tf.linalg.eigh(0.5 * (G + tf.transpose(G)))
+    root = tf.matmul(V * tf.sqrt(tf.maximum(g, 0.0))[None, :], V, transpose_b=True)
+    return tf.matmul(S, root)
+
+
+def centred_scatter(P, mean) -> tf.Tensor:
+    """(P - mean)^T (P - mean) = X H X^T, (p, p), in row blocks (the centred
+    copy of P is never held whole)."""
+    n, p = int(P.shape[0]), int(P.shape[1])
+    rows = max(1, BLOCK_ENTRIES // max(p, 1))
+    B = None
+    for start in range(0, n, rows):
+        Pc = P[start:start + rows] - mean
+        part = tf.matmul(Pc, Pc, transpose_a=True)
+        B = part if B is None else B + part
+    return B
 
 
 class NearestNeighbour:
     """1-NN on the adapted features, the classifier of the papers' tables.
 
-    Written in TensorFlow because it runs once per JDA iteration;
-    ||a - b||^2 = ||b||^2 - 2 a.b + const(a) reduces it to one matmul.
+    Written in TensorFlow, not scikit-learn's KNeighborsClassifier, because
+    it runs once per JDA iteration: ||a - b||^2 = ||b||^2 - 2 a.b + const(a)
+    reduces it to one matmul, and on the 1123 x 958 x 100 problem of C->A it
+    took 16 ms against 26 ms for KNeighborsClassifier(1, algorithm="brute")
+    (best of 15, same machine).  A float32 search with a float64 recheck of
+    near ties gave the same labels in 10 ms against 12 ms: not worth its
+    rounding-error argument.  Queries are processed in row blocks (at most
+    BLOCK_ENTRIES distances at a time), so n = 100,000 needs no n x n matrix.
+    Ties go to the first training sample, as in scikit-learn.
     """
 
     def fit(self, Z, y):
-        self.Z_ = tf.convert_to_tensor(np.asarray(Z, dtype=np.float64))
+        self.Z_ = tf.convert_to_tensor(Z, tf.float64)
         self.y_ = np.asarray(y)
-        self.sq_ = tf.reduce_sum(self.Z_ * self.Z_, axis=1)
         return self
 
     def predict(self, Z):
-        Z = tf.convert_to_tensor(np.asarray(Z, dtype=np.float64))
-        d = self.sq_[None, :] - 2.0 * tf.matmul(Z, self.Z_, transpose_b=True)
-        return self.y_[tf.argmin(d, axis=1).numpy()]
+        Z = tf.convert_to_tensor(Z, tf.float64)
+        rows = max(1, BLOCK_ENTRIES // max(int(self.Z_.shape[0]), 1))
+        nearest = [_nearest(self.Z_, Z[start:start + rows]).numpy()
+                   for start in range(0, int(Z.shape[0]), rows)]
+        return self.y_[np.concatenate(nearest)]
+
+
+_MATRIX = tf.TensorSpec([None, None], tf.float64)
+
+
+@tf.function(input_signature=[_MATRIX, _MATRIX])
+def _nearest(reference, queries):
+    """Index of each query's nearest reference row (one compiled call)."""
+    sq = tf.reduce_sum(reference * reference, axis=1)
+    return tf.argmin(sq[None, :] - 2.0 * tf.matmul(queries, reference, transpose_b=True), axis=1)
+
+
+@tf.function(input_signature=[_MATRIX, _MATRIX])
+def _project(P, V):
+    """Adapted features: P A with unit-norm rows."""
+    return unit_rows(tf.matmul(P, V))
 
 
 # --------------------------------------------------------------------------
@@ -214,37 +305,49 @@ class _MMDAdaptation(ClassifierMixin, TransformerMixin, BaseEstimator):
         return check_int(self.n_iter, "n_iter")
 
     def _check_params(self):
-        if not isinstance(self.kernel, str) or self.kernel not in SOLVER_KERNELS:
-            raise ValueError(
-                f"unknown kernel {self.kernel!r}; expected one of {', '.join(SOLVER_KERNELS)}")
+        check_choice(self.kernel, "kernel", SOLVER_KERNELS)
         check_int(self.n_components, "n_components")
         check_positive(self.lambda_, "lambda_")
         if self.kernel == "rbf" and not (isinstance(self.gamma, str) and self.gamma == "median"):
             check_positive(self.gamma, "gamma")
+        check_choice(self.solver, "solver", SOLVERS)
+        check_positive(self.tol, "tol")
+        if self.n_landmarks is not None:
+            if self.kernel == "primal":
+                raise InputError("n_landmarks applies to kernel='linear' or 'rbf', "
+                                 "not to the primal problem")
+            check_int(self.n_landmarks, "n_landmarks")
+        check_choice(self.landmarks, "landmarks", LANDMARK_METHODS)
         mu = self._mu()
         if not 0.0 <= mu <= 1.0:
-            raise ValueError(f"mu must be in [0, 1], got {mu!r}")
+            raise InputError(f"mu must be in [0, 1], got {mu!r}")
         return mu, self._n_iter()
 
     # -- data ----------------------------------------------------------------
     def _design(self, Xn: tf.Tensor) -> tf.Tensor:
-        """Rows of the matrix eq. 20 works on: the samples themselves (primal)
-        or their kernel values against the training samples ("X becomes K")."""
+        """Rows of the matrix eq. 20 works on: the samples themselves (primal),
+        their kernel values against the training samples ("X becomes K"), or
+        their Nystrom design rows k(x, landmarks) T."""
         if self.kernel == "primal":
             return Xn
-        if self.kernel == "linear":
-            return _kernels.linear_kernel(Xn, self.X_fit_)
-        return _kernels.rbf_kernel(Xn, self.X_fit_, gamma=self.gamma_)
+        return kernel_rows(Xn, self.X_fit_, self.kernel, self.gamma_, self.nystrom_map_)
 
     def fit(self, Xs, ys=None, Xt=None, yt=None):
-        """Learn A from labelled source (Xs, ys) and unlabelled target Xt.
+        """Learn A from labelled source (Xs, ys) and unlabelled target Xt
+        (here or as the `Xt` parameter; under GridSearchCV / cross_val_score
+        only the parameter is safe, see the module docstring).
 
         `yt` is used only to record the accuracy of each iteration
         (`accuracies_`), never to fit.  The arguments are not modified.
         """
         mu, n_iter = self._check_params()
+        if Xt is not None and self.Xt is not None:
+            raise InputError("the target samples were given twice: as the Xt parameter and "
+                             "to fit; give them once")
+        Xt = self.Xt if Xt is None else Xt
         if Xt is None:
-            raise ValueError("Xt (the unlabelled target samples) is required: fit(Xs, ys, Xt)")
+            raise InputError("Xt (the unlabelled target samples) is required: "
+                             f"{type(self).__name__}(Xt=Xt).fit(Xs, ys) or fit(Xs, ys, Xt)")
         Xs = check_features(Xs, "Xs")
         Xt = check_features(Xt, "Xt")
         check_same_width(Xs, Xt, "Xs", "Xt")
@@ -252,57 +355,68 @@ class _MMDAdaptation(ClassifierMixin, TransformerMixin, BaseEstimator):
         n = ns + nt
         if ys is None:
             if self._needs_labels:
-                raise ValueError(f"{type(self).__name__} needs the source labels ys")
+                raise InputError(f"{type(self).__name__} needs the source labels ys")
             self.classes_, ys_codes = None, None
         else:
             self.classes_, ys_codes = check_labels(ys, ns, "ys")
         if yt is not None:
-            _, _ = check_labels(yt, nt, "yt", min_classes=1)
+            check_labels(yt, nt, "yt", min_classes=1)
             yt = np.asarray(yt).ravel()
+        if self.n_landmarks is not None:
+            check_int(self.n_landmarks, "n_landmarks", minimum=1, maximum=n)
         k = self.n_components
-        p = Xs.shape[1] if self.kernel == "primal" else n
+        p = {"primal": Xs.shape[1]}.get(self.kernel, n if self.n_landmarks is None
+                                        else self.n_landmarks)
         if k > min(p, n - 1):
             if k > n - 1:
-                raise ValueError(
+                raise InputError(
                     f"n_components={k} but there are only {n} samples (ns + nt); "
                     f"the centred scatter has rank <= {n - 1}, so at most {min(p, n - 1)} "
                     "components are defined")
-            raise ValueError(
-                f"n_components={k} exceeds the {p} features of the primal problem")
+            what = "features of the primal problem" if self.kernel == "primal" else "landmarks"
+            raise InputError(f"n_components={k} exceeds the {p} {what}")
         self.n_features_in_ = Xs.shape[1]
         n_classes = 0 if self.classes_ is None else len(self.classes_)
 
         # samples to unit L2 norm before the projection (reference protocol)
-        X = unit_rows(tf.convert_to_tensor(np.vstack([Xs, Xt])))
-        if self.kernel == "primal":
-            self.X_fit_ = None
-        else:
-            self.X_fit_ = X
-            self.gamma_ = None
+        X = unit_rows(tf.constant(np.vstack([Xs, Xt])))
+        self.X_fit_ = self.gamma_ = self.landmark_indices_ = self.nystrom_map_ = None
+        if self.kernel != "primal":
             if self.kernel == "rbf":
                 self.gamma_ = (_kernels.median_heuristic(X) if isinstance(self.gamma, str)
                                else float(self.gamma))
-        P = self._design(X)                          # (n, p)
-        Pc = P - tf.reduce_mean(P, axis=0, keepdims=True)  # H P: centred over all n
-        use_gram = n < p                             # fewer samples than dimensions
-        B = None if use_gram else tf.matmul(Pc, Pc, transpose_a=True)  # X H X^T
+            if self.n_landmarks is None:
+                self.X_fit_ = X
+            else:
+                self.landmark_indices_ = select_landmarks(
+                    X, self.n_landmarks, self.landmarks, self.random_state)
+                self.X_fit_ = tf.gather(X, self.landmark_indices_)
+                self.nystrom_map_ = nystrom_map(X, self.X_fit_, self.kernel, self.gamma_)
+                p = int(self.nystrom_map_.shape[1])
+                if k > p:
+                    raise InputError(
+                        f"n_components={k} exceeds the rank {p} of the kernel matrix of the "
+                        f"{self.n_landmarks} landmarks")
+        P = self._design(X)                             # (n, p)
+        mean = tf.reduce_mean(P, axis=0, keepdims=True)
+        if n < p:   # fewer samples than dimensions: eq. 20 on the n x n Gram side
+            eq20 = Eq20Solver(float(self.lambda_), k, Pc=P - mean, method=self.solver,
+                              tol=self.tol)
+        else:       # B = X H X^T, the scatter of the centred data
+            eq20 = Eq20Solver(float(self.lambda_), k, B=centred_scatter(P, mean),
+                              method=self.solver, tol=self.tol)
 
         iterate = ys_codes is not None and mu > 0.0   # TCA / mu = 0: one solve
         states = []      # per iteration: (phi, V, pseudo label codes, classifier)
         seen = {}        # pseudo labelling -> iteration that produced it
         pseudo = None    # labels the next M is built from (none at first)
-        self.n_eigensolves_ = 0
         for t in range(n_iter if iterate else 1):
-            E, w, fro = _factors(ys_codes, pseudo, ns, nt, n_classes, mu)
-            U = tf.matmul(P, tf.constant(E), transpose_a=True)      # X e_j, (p, r)
-            phi, V = solve_eq20(U, w / fro if fro > 0 else w, float(self.lambda_), k,
-                                B=B, Pc=Pc if use_gram else None)
-            self.n_eigensolves_ += 1
-            Z = unit_rows(tf.matmul(P, V))          # unit L2 norm after the projection
+            U, w, fro = mmd_directions(P, ns, ys_codes, pseudo, n_classes, mu)
+            phi, V = eq20.solve(U, w / fro if fro > 0 else w)
+            Z = _project(P, V)                      # unit L2 norm after the projection
             clf = codes = None
             if ys_codes is not None:
-                clf = self._make_classifier().fit(Z[:ns].numpy(), ys_codes)
-                codes = np.asarray(clf.predict(Z[ns:].numpy()))
+                clf, codes = self._classify(Z[:ns], ys_codes, Z[ns:])
             states.append((phi, V, codes, clf))
             if not iterate:
                 break
@@ -319,6 +433,10 @@ class _MMDAdaptation(ClassifierMixin, TransformerMixin, BaseEstimator):
             pseudo = codes
 
         self.n_iter_ = len(states)
+        self.n_eigensolves_ = len(eq20.steps)
+        self.n_solver_steps_ = list(eq20.steps)
+        self.n_warm_starts_ = eq20.warm_starts
+        self.n_solver_fallbacks_ = eq20.fallbacks
         phi, V, codes, clf = states[-1]
         self.eigenvalues_ = phi
         self.components_ = V.numpy()
@@ -333,32 +451,34 @@ class _MMDAdaptation(ClassifierMixin, TransformerMixin, BaseEstimator):
                             if yt is not None else [])
         return self
 
-    def _make_classifier(self):
-        return NearestNeighbour() if self.classifier is None else clone(self.classifier)
+    def _classify(self, Zs, ys_codes, Zt):
+        """Train the classifier on the adapted source, label the target."""
+        if self.classifier is None:
+            clf = NearestNeighbour().fit(Zs, ys_codes)
+            return clf, clf.predict(Zt)
+        clf = clone(self.classifier).fit(Zs.numpy(), ys_codes)
+        return clf, np.asarray(clf.predict(Zt.numpy()))
 
     def transform(self, X):
         """Adapted features: unit-norm samples, projected by A, unit-norm again."""
         check_is_fitted(self, "components_")
         X = check_features(X, "X")
         if X.shape[1] != self.n_features_in_:
-            raise ValueError(
+            raise InputError(
                 f"X has {X.shape[1]} features but the model was fitted on {self.n_features_in_}")
-        P = self._design(unit_rows(tf.convert_to_tensor(X)))
-        return unit_rows(tf.matmul(P, tf.constant(self.components_))).numpy()
+        P = self._design(unit_rows(tf.constant(X)))
+        return _project(P, tf.constant(self.components_)).numpy()
 
     def predict(self, X):
         """Labels of target samples by the classifier trained on the adapted
         source (1-NN unless `classifier` says otherwise)."""
         check_is_fitted(self, "components_")
         if self.classifier_ is None:
-            raise ValueError("predict needs the source labels: fit(Xs, ys, Xt) with ys given")
+            raise InputError("predict needs the source labels: fit(Xs, ys, Xt) with ys given")
         return self.classes_[np.asarray(self.classifier_.predict(self.transform(X)))]
 
 
-class TCA(_MMDAdaptation):
-    """Transfer Component Analysis: align the marginal distributions only
-    (eq. 10 with mu = 0, no pseudo labels, one eigenproblem).
-
+_PARAMETERS = """
     Parameters
     ----------
     n_components : int, k, dimension of the adapted features.
@@ -368,20 +488,63 @@ class TCA(_MMDAdaptation):
         what makes X M X^T + lambda I positive definite.
     gamma : RBF bandwidth, a positive float or 'median' (heuristic).
     classifier : scikit-learn classifier used by `predict`; None = 1-NN.
+    solver : 'iterative' (default: warm-started, to the residual `tol`, with
+        a fallback to the exact solver) or 'exact' (Cholesky + full eigh at
+        every iteration); see `mmd.eigensolvers`.
+    tol : float, largest accepted relative residual ||T y - nu y|| / nu_max
+        of the k eigenpairs of the iterative solver (1e-12).
+    n_landmarks : int or None, with a kernel: Nystrom approximation through
+        this many landmark samples (1 <= m <= ns + nt); None = exact kernel.
+    landmarks : 'uniform' or 'kmeans++', how the landmarks are drawn.
+    random_state : seed (int, RandomState or None) of the landmark draw.
+    Xt : the unlabelled target samples, when they are not passed to `fit`;
+        the safe way inside GridSearchCV and cross_val_score.
+"""
+
+_ATTRIBUTES = """
+    Attributes after `fit(Xs, ys, Xt, yt=None)`
+    -------------------------------------------
+    components_ : (d, k), (n, k) or (r, k) A of eq. 20, unit-norm columns.
+    eigenvalues_ : the k smallest eigenvalues Phi of eq. 20, ascending.
+    pseudo_labels_ : target labels of the last iteration.
+    accuracies_ : per-iteration target accuracy, when yt was passed.
+    label_changes_ : how many pseudo labels changed at each iteration.
+    n_eigensolves_ : eigenproblems actually solved (<= n_iter_, see the
+        module docstring on repeating labellings).
+    n_solver_steps_ : shift-and-invert steps of each solve (0 = exact solve).
+    n_warm_starts_ : solves started from the previous iteration's subspace.
+    n_solver_fallbacks_ : solves handed to the exact solver.
+    landmark_indices_ : rows of [Xs; Xt] used as landmarks, in the order drawn,
+        and nystrom_map_ : T (m, r), new samples' design rows are k(x, landmarks) T
+        (Nystrom only; components_ is then (r, k), r <= m).
+"""
+
+
+class TCA(_MMDAdaptation):
+    """Transfer Component Analysis: align the marginal distributions only
+    (eq. 10 with mu = 0, no pseudo labels, one eigenproblem).
 
     `ys` is optional for TCA (the map ignores labels); without it `predict`
     is unavailable.
     """
 
+    __doc__ += _PARAMETERS + _ATTRIBUTES
     _needs_labels = False
 
     def __init__(self, n_components=100, kernel="primal", lambda_=1.0, gamma=1.0,
-                 classifier=None):
+                 classifier=None, solver="iterative", tol=1e-12, n_landmarks=None,
+                 landmarks="uniform", random_state=None, Xt=None):
         self.n_components = n_components
         self.kernel = kernel
         self.lambda_ = lambda_
         self.gamma = gamma
         self.classifier = classifier
+        self.solver = solver
+        self.tol = tol
+        self.n_landmarks = n_landmarks
+        self.landmarks = landmarks
+        self.random_state = random_state
+        self.Xt = Xt
 
     def _mu(self):
         return 0.0
@@ -395,25 +558,26 @@ class JDA(_MMDAdaptation):
     (eq. 10 with mu = 0.5), target classes from iterated 1-NN pseudo labels.
 
     Parameters as for `TCA`, plus `n_iter` (T, the number of pseudo-label
-    refinements).  After `fit(Xs, ys, Xt, yt=None)`:
-
-    components_ : (d, k) or (n, k) A of eq. 20, unit-norm columns.
-    eigenvalues_ : the k smallest eigenvalues Phi of eq. 20, ascending.
-    pseudo_labels_ : target labels of the last iteration.
-    accuracies_ : per-iteration target accuracy, when yt was passed.
-    label_changes_ : how many pseudo labels changed at each iteration.
-    n_eigensolves_ : eigenproblems actually solved (<= n_iter_, see the
-        module docstring on repeating labellings).
+    refinements).
     """
 
+    __doc__ += _PARAMETERS + "    n_iter : int, T (10).\n" + _ATTRIBUTES
+
     def __init__(self, n_components=100, kernel="primal", lambda_=1.0, gamma=1.0,
-                 n_iter=10, classifier=None):
+                 n_iter=10, classifier=None, solver="iterative", tol=1e-12,
+                 n_landmarks=None, landmarks="uniform", random_state=None, Xt=None):
         self.n_components = n_components
         self.kernel = kernel
         self.lambda_ = lambda_
         self.gamma = gamma
         self.n_iter = n_iter
         self.classifier = classifier
+        self.solver = solver
+        self.tol = tol
+        self.n_landmarks = n_landmarks
+        self.landmarks = landmarks
+        self.random_state = random_state
+        self.Xt = Xt
 
     def _mu(self):
         return 0.5
@@ -423,12 +587,14 @@ class BDA(_MMDAdaptation):
     """Balanced Distribution Adaptation: eq. 10 with a free balance factor mu,
     M = (1 - mu) C M0 + mu sum_c Mc; mu -> 0 trusts the marginal alignment,
     mu -> 1 the class-conditional one; mu = 0.5 reproduces JDA exactly.
-
-    Parameters and attributes as for `JDA`, plus `mu` in [0, 1].
     """
 
+    __doc__ += (_PARAMETERS + "    n_iter : int, T (10).\n    mu : float in [0, 1] (0.5).\n"
+                + _ATTRIBUTES)
+
     def __init__(self, n_components=100, kernel="primal", lambda_=1.0, gamma=1.0,
-                 n_iter=10, mu=0.5, classifier=None):
+                 n_iter=10, mu=0.5, classifier=None, solver="iterative", tol=1e-12,
+                 n_landmarks=None, landmarks="uniform", random_state=None, Xt=None):
         self.n_components = n_components
         self.kernel = kernel
         self.lambda_ = lambda_
@@ -436,8 +602,14 @@ class BDA(_MMDAdaptation):
         self.n_iter = n_iter
         self.mu = mu
         self.classifier = classifier
+        self.solver = solver
+        self.tol = tol
+        self.n_landmarks = n_landmarks
+        self.landmarks = landmarks
+        self.random_state = random_state
+        self.Xt = Xt
 
     def _mu(self):
         if isinstance(self.mu, bool) or not isinstance(self.mu, (int, float, np.floating)):
-            raise ValueError(f"mu must be a number in [0, 1], got {self.mu!r}")
+            raise InputError(f"mu must be a number in [0, 1], got {self.mu!r}")
         return float(self.mu)

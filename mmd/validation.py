@@ -1,52 +1,56 @@
 """Input checks shared by the MMD functions, the estimators and the CLIs.
 
 Every public entry point funnels its arrays through here so that bad input
-fails early with a `ValueError` that names the argument and the problem,
-instead of surfacing later as a NaN accuracy or a LAPACK error.  Nothing here
-writes into the caller's arrays: conversions return new arrays or views that
-are only ever read.
+fails early with an `InputError` that names the argument and the problem,
+instead of surfacing later as a NaN accuracy or a LAPACK error.
+
+`InputError` is both the project's `common.errors.UserError` (the commands
+print it as one line and exit with status 2) and a `ValueError` (what
+scikit-learn code and users of an estimator expect).  A plain `ValueError`
+from anywhere else is a bug and keeps its traceback.  Nothing here writes
+into the caller's arrays.
 """
 from __future__ import annotations
 
 import numbers
 
 import numpy as np
+from sklearn.utils import check_array
 from sklearn.utils.multiclass import type_of_target
+
+from common.errors import UserError
+
+
+class InputError(UserError, ValueError):
+    """Bad input to an `mmd` function, estimator or command."""
 
 
 def check_features(X, name: str = "X", min_samples: int = 1) -> np.ndarray:
-    """Return `X` as a 2-D float64 array, or raise a ValueError saying why not.
+    """Return `X` as a 2-D, finite float64 array, or raise an InputError.
 
     float64 because the generalised eigenproblem of eq. 20 is badly
     conditioned in float32 (the eigenvalue gaps near k = 100 are < 1 %).
     """
     if isinstance(X, (str, bytes)):
-        raise ValueError(f"{name} must be a 2-D array of numbers, got a string")
+        raise InputError(f"{name} must be a 2-D array of numbers, got a string")
     try:
-        arr = np.asarray(X)
+        kind = np.asarray(X).dtype.kind
     except Exception as exc:  # ragged lists and the like
-        raise ValueError(f"{name} could not be read as an array: {exc}") from None
-    if arr.dtype.kind not in "biuf":
-        raise ValueError(
-            f"{name} must contain numbers, got dtype {arr.dtype} "
-            "(labels or strings passed where features were expected?)")
-    if arr.ndim != 2:
-        raise ValueError(f"{name} must be 2-D (n_samples, n_features), got shape {arr.shape}")
-    if arr.shape[1] == 0:
-        raise ValueError(f"{name} has no features (shape {arr.shape})")
-    if arr.shape[0] < min_samples:
-        raise ValueError(
-            f"{name} needs at least {min_samples} sample(s), got {arr.shape[0]}")
-    arr = arr.astype(np.float64, copy=False)
-    if not np.all(np.isfinite(arr)):
-        bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
-        raise ValueError(f"{name} contains {bad} NaN or infinite value(s)")
-    return arr
+        raise InputError(f"{name} could not be read as an array: {exc}") from None
+    if kind not in "biuf":
+        raise InputError(f"{name} must contain numbers, got dtype {np.asarray(X).dtype} "
+                         "(labels or strings passed where features were expected?)")
+    try:
+        return check_array(X, dtype=np.float64, ensure_min_samples=min_samples,
+                           input_name=name)
+    except ValueError as exc:
+        message = " ".join(str(exc).split())   # one line for the commands
+        raise InputError(message if name in message else f"{name}: {message}") from None
 
 
 def check_same_width(a: np.ndarray, b: np.ndarray, name_a: str, name_b: str) -> None:
     if a.shape[1] != b.shape[1]:
-        raise ValueError(
+        raise InputError(
             f"{name_a} has {a.shape[1]} features but {name_b} has {b.shape[1]}; "
             "both domains must live in the same feature space")
 
@@ -65,44 +69,50 @@ def check_labels(y, n_samples: int, name: str = "ys", min_classes: int = 2):
     Returns (classes, codes) with classes[codes] == y.
     """
     if isinstance(y, (str, bytes)):
-        raise ValueError(
+        raise InputError(
             f"{name} must be an array of class labels, got the single string {y!r}")
     arr = np.asarray(y)
     if arr.ndim == 2 and arr.shape[1] == 1:  # column vectors as stored in .mat files
         arr = arr.ravel()
     if arr.ndim != 1:
-        raise ValueError(f"{name} must be 1-D, got shape {arr.shape}")
+        raise InputError(f"{name} must be 1-D, got shape {arr.shape}")
     if arr.shape[0] != n_samples:
-        raise ValueError(
-            f"{name} has {arr.shape[0]} labels for {n_samples} samples")
+        raise InputError(f"{name} has {arr.shape[0]} labels for {n_samples} samples")
     if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} contains NaN or infinite labels")
+        raise InputError(f"{name} contains NaN or infinite labels")
     if arr.dtype.kind == "O" and any(v is None for v in arr):
-        raise ValueError(f"{name} contains missing (None) labels")
+        raise InputError(f"{name} contains missing (None) labels")
     kind = type_of_target(arr)
     if kind not in ("binary", "multiclass"):
-        raise ValueError(
-            f"{name} must hold discrete class labels, got target type '{kind}'")
+        raise InputError(f"{name} must hold discrete class labels, got target type '{kind}'")
     try:
         classes, codes = np.unique(arr, return_inverse=True)
     except TypeError:
-        raise ValueError(f"{name} mixes label types that cannot be ordered") from None
+        raise InputError(f"{name} mixes label types that cannot be ordered") from None
     if classes.shape[0] < min_classes:
-        raise ValueError(
+        raise InputError(
             f"{name} has {classes.shape[0]} class(es); at least {min_classes} are needed")
     return classes, codes.ravel()
 
 
-def check_int(value, name: str, minimum: int = 1) -> int:
+def check_int(value, name: str, minimum: int = 1, maximum: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise ValueError(f"{name} must be an integer, got {value!r}")
+        raise InputError(f"{name} must be an integer, got {value!r}")
     if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+        raise InputError(f"{name} must be >= {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise InputError(f"{name} must be <= {maximum}, got {value}")
     return int(value)
 
 
 def check_positive(value, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value) \
             or value <= 0:
-        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+        raise InputError(f"{name} must be a positive finite number, got {value!r}")
     return float(value)
+
+
+def check_choice(value, name: str, choices) -> str:
+    if not isinstance(value, str) or value not in choices:
+        raise InputError(f"unknown {name} {value!r}; expected one of {', '.join(choices)}")
+    return value

@@ -6,8 +6,9 @@ import sys
 
 import numpy as np
 import pytest
+import scipy.io
 
-from mmd import benchmark, distance
+from mmd import benchmark, distance, solvers
 from mmd.data import TASKS, parse_tasks, protocol_normalize
 
 ROOT = os.path.join(os.path.dirname(__file__), "..")
@@ -36,22 +37,103 @@ def test_parse_tasks():
             parse_tasks(bad)
 
 
-def test_help_of_both_commands():
-    for module in ("mmd.benchmark", "mmd.distance"):
-        out = subprocess.run([sys.executable, "-m", module, "--help"], cwd=ROOT,
-                             capture_output=True, text=True, timeout=120)
-        assert out.returncode == 0 and "usage: python -m " + module in out.stdout
+@pytest.mark.parametrize("module", ["mmd.benchmark", "mmd.distance", "mmd.scaling",
+                                    "mmd.solver_timing"])
+def test_help_says_how_to_run_each_command(module, capsys):
+    import importlib
+    with pytest.raises(SystemExit) as exit_info:
+        importlib.import_module(module).main(["--help"])
+    out = capsys.readouterr().out
+    assert exit_info.value.code == 0 and out.startswith("usage: python -m " + module)
+    assert "example" in out
 
 
-def test_benchmark_bad_input_gives_one_line_errors(capsys, tmp_path):
-    assert benchmark.main(["--data-dir", str(tmp_path), "--method", "jda",
-                           "--tasks", "C->Q"]) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("error: bad task") and "\n" not in err
-    assert benchmark.main(["--data-dir", str(tmp_path / "missing"), "--method", "nn"]) == 2
-    assert "is not a folder" in capsys.readouterr().err
-    assert benchmark.main(["--data-dir", str(tmp_path), "--method", "nn"]) == 2
-    assert "no Caltech10_SURF_L10.mat" in capsys.readouterr().err
+def test_commands_run_as_modules():
+    out = subprocess.run([sys.executable, "-m", "mmd.benchmark", "--help"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and "usage: python -m mmd.benchmark" in out.stdout
+
+
+def fake_office_caltech(folder, seed=0):
+    """Four small random domains in the SURF_L10 .mat layout (fts, labels)."""
+    rng = np.random.default_rng(seed)
+    for i, stem in enumerate(("Caltech10", "amazon", "webcam", "dslr")):
+        labels = np.arange(1, 41) % 4 + 1
+        counts = rng.poisson(2.0 + labels[:, None] * np.linspace(0, 1, 30) + i, (40, 30))
+        scipy.io.savemat(folder / f"{stem}_SURF_L10.mat",
+                         {"fts": counts.astype(np.uint8), "labels": labels[:, None]})
+    return str(folder)
+
+
+def run_command(module, args, cwd=ROOT, prelude=""):
+    """python -m module args, optionally after `prelude` (code run first in
+    the same interpreter, e.g. to break something on purpose)."""
+    code = (f"import sys\n{prelude}\nimport {module} as m\n"
+            "sys.argv[0] = 'python -m {module}'\nsys.exit(m.main(sys.argv[1:]))")
+    return subprocess.run([sys.executable, "-c", code, *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_benchmark_bad_input_exits_2_with_one_line_errors(capsys, tmp_path):
+    cases = [(["--data-dir", str(tmp_path), "--method", "jda", "--tasks", "C->Q"], "error: bad task"),
+             (["--data-dir", str(tmp_path / "missing"), "--method", "nn"], "is not a folder"),
+             (["--data-dir", str(tmp_path), "--method", "nn"], "no Caltech10_SURF_L10.mat"),
+             (["--data-dir", str(tmp_path), "--method", "jda", "--solver", "lobpcg"], "--solver"),
+             (["--data-dir", str(tmp_path), "--method", "jda", "--n-landmarks", "5"],
+              "--n-landmarks needs --kernel")]
+    for argv, message in cases:
+        with pytest.raises(SystemExit) as exit_info:
+            benchmark.main(argv)
+        err = capsys.readouterr().err.strip()
+        assert exit_info.value.code == 2 and message in err and "\n" not in err, argv
+
+
+def test_commands_exit_1_on_a_failure_of_their_own_and_2_on_bad_input(tmp_path, monkeypatch):
+    data = fake_office_caltech(tmp_path)
+    good = ["--data-dir", data, "--method", "jda", "--tasks", "C->A", "--n-components", "5",
+            "--n-iter", "2", "--jobs", "1"]
+    # as a process: bad input is status 2 with one line; a bug inside the
+    # package (here a ValueError that is not an input error) keeps its
+    # traceback and gives status 1
+    bad = run_command("mmd.benchmark", good[:-2] + ["--jobs", "0"])
+    assert bad.returncode == 2 and bad.stderr.strip() == "error: --jobs must be >= 1"
+    broken = "import mmd.data\ndef boom(*a, **k): raise ValueError('internal')\n" \
+             "mmd.data.protocol_normalize = boom"
+    failed = run_command("mmd.benchmark", good, prelude=broken)
+    assert failed.returncode == 1 and "Traceback" in failed.stderr and "internal" in failed.stderr
+    # in process, for both commands, deeper inside: the error is not caught
+    assert benchmark.main(good) == 0
+    np.save(tmp_path / "a.npy", np.ones((5, 3)))
+    np.save(tmp_path / "b.npy", np.random.default_rng(0).standard_normal((6, 3)))
+    with pytest.raises(SystemExit) as exit_info:
+        distance.main([str(tmp_path / "a.npy"), str(tmp_path / "missing.npy")])
+    assert exit_info.value.code == 2
+
+    def boom(*args, **kwargs):
+        raise ValueError("internal")
+
+    monkeypatch.setattr(solvers, "mmd_directions", boom)
+    with pytest.raises(ValueError, match="internal"):
+        benchmark.main(good)
+    monkeypatch.setattr(distance, "mmd_test", boom)
+    with pytest.raises(ValueError, match="internal"):
+        distance.main([str(tmp_path / "a.npy"), str(tmp_path / "b.npy")])
+
+
+def test_benchmark_compares_solvers_task_by_task(capsys, tmp_path):
+    data = fake_office_caltech(tmp_path, seed=1)
+    path = tmp_path / "out.json"
+    assert benchmark.main(["--data-dir", data, "--method", "bda", "--mu", "0.3", "--tasks",
+                           "C->A,W->D", "--n-components", "5", "--n-iter", "3", "--jobs", "1",
+                           "--solver", "iterative,exact", "--json", str(path)]) == 0
+    res = json.loads(path.read_text())
+    assert res["solvers"] == ["iterative", "exact"] and set(res["tasks"]) == {"C->A", "W->D"}
+    for task in res["tasks"].values():
+        assert task["iterative"]["labels"] == task["exact"]["labels"]
+        assert task["exact"]["solver_steps"] == [0] * task["exact"]["eigensolves"]
+    out = capsys.readouterr().out
+    rows = {line.split()[0]: line.split() for line in out.splitlines() if "->" in line[:6]}
+    assert rows["C->A"][-1] == "0"            # labels on which the solvers differ
 
 
 def test_distance_on_feature_files(capsys, tmp_path):
@@ -65,28 +147,29 @@ def test_distance_on_feature_files(capsys, tmp_path):
     assert rc == 0
     none_row = next(line for line in out.splitlines() if line.startswith("none"))
     assert float(none_row.split()[3]) == pytest.approx(1 / 51, abs=1e-4)  # every split is lower
-    assert any(line.startswith("tca") for line in out.splitlines())
-    rc = distance.main([str(tmp_path / "a.npy"), str(tmp_path / "c.csv")])
-    err = capsys.readouterr().err
-    assert rc == 2 and "3 features" in err and "4" in err
-    assert distance.main([str(tmp_path / "a.npy")]) == 2
-    assert "two feature files" in capsys.readouterr().err
-    assert distance.main([str(tmp_path / "a.npy"), str(tmp_path / "b.npy"),
-                          "--adapt", "jda"]) == 2
-    assert "needs source labels" in capsys.readouterr().err
+    tca_row = next(line for line in out.splitlines() if line.startswith("tca"))
+    assert float(tca_row.split()[3]) > 0.2     # the mean shift is gone after TCA
+    for argv, message in [([str(tmp_path / "a.npy"), str(tmp_path / "c.csv")], "3 features"),
+                          ([str(tmp_path / "a.npy")], "two feature files"),
+                          ([str(tmp_path / "a.npy"), str(tmp_path / "b.npy"), "--adapt", "jda"],
+                           "needs source labels")]:
+        with pytest.raises(SystemExit) as exit_info:
+            distance.main(argv)
+        assert exit_info.value.code == 2 and message in capsys.readouterr().err
 
 
 @needs_data
 def test_benchmark_on_two_small_tasks_writes_json(capsys, tmp_path):
     path = tmp_path / "jda.json"
-    rc = benchmark.main(["--data-dir", DATA_DIR, "--method", "jda", "--tasks", "W->D,D->W",
-                         "--json", str(path)])
-    assert rc == 0
+    assert benchmark.main(["--data-dir", DATA_DIR, "--method", "jda", "--tasks", "W->D,D->W",
+                           "--json", str(path)]) == 0
     res = json.loads(path.read_text())
-    assert res["method"] == "jda" and set(res["tasks"]) == {"W->D", "D->W"}
-    assert res["tasks"]["W->D"]["accuracy"] == 85.35      # as the reference protocol gives
-    assert res["tasks"]["D->W"]["accuracy"] == 84.75
-    assert res["average"] == pytest.approx(85.05)
+    tasks = {t: v["iterative"] for t, v in res["tasks"].items()}
+    assert res["method"] == "jda" and set(tasks) == {"W->D", "D->W"}
+    # as the reference protocol gives (README table)
+    assert tasks["W->D"]["accuracy"] == pytest.approx(85.35, abs=0.005)
+    assert tasks["D->W"]["accuracy"] == pytest.approx(84.75, abs=0.005)
+    assert res["summary"]["iterative"]["average"] == pytest.approx(85.05, abs=0.005)
     assert "avg" in capsys.readouterr().out
 
 
@@ -98,5 +181,5 @@ def test_distance_between_two_domains_before_and_after_adaptation(capsys):
     assert rc == 0
     rows = {line.split()[0]: line.split() for line in out.splitlines()
             if line.split() and line.split()[0] in ("none", "jda")}
-    assert float(rows["none"][4]) == pytest.approx(63.39)   # 1-NN without adaptation
-    assert float(rows["jda"][4]) == pytest.approx(84.75)
+    assert float(rows["none"][4]) == pytest.approx(63.39, abs=0.005)   # 1-NN, no adaptation
+    assert float(rows["jda"][4]) == pytest.approx(84.75, abs=0.005)

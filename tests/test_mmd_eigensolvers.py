@@ -1,0 +1,134 @@
+"""The eq. 20 eigensolvers (mmd.eigensolvers): the iterative one against the exact one."""
+import numpy as np
+import pytest
+import scipy.linalg
+import tensorflow as tf
+
+from mmd.eigensolvers import Eq20Solver, solve_exact, top_eigenpairs
+
+
+def pencil(seed=0, n=300, p=120, r=4, decay=0.98):
+    """Centred data Pc (n, p) with a slowly decaying spectrum (near-equal
+    eigenvalues around k, as on the real data) and low-rank M factors."""
+    rng = np.random.default_rng(seed)
+    Q, _ = np.linalg.qr(rng.standard_normal((p, p)))
+    X = rng.standard_normal((n, p)) @ (decay ** np.arange(p) * Q).T
+    Pc = X - X.mean(0)
+    U = rng.standard_normal((p, r))
+    w = rng.uniform(0.5, 2.0, r)
+    return Pc, U, w / np.sqrt(np.sum(w ** 2))
+
+
+def eq20_residual(U, w, lam, B, phi, V):
+    """max_j ||S a_j - phi_j B a_j|| / ||S a_j||, S = U diag(w) U^T + lam I."""
+    S = U @ np.diag(w) @ U.T + lam * np.eye(U.shape[0])
+    return float(np.max(np.linalg.norm(S @ V - (B @ V) * phi[None, :], axis=0)
+                        / np.linalg.norm(S @ V, axis=0)))
+
+
+def sin_largest_angle(V1, V2):
+    """Sine of the largest principal angle between span(V1) and span(V2)."""
+    Q1, Q2 = np.linalg.qr(V1)[0], np.linalg.qr(V2)[0]
+    return float(np.linalg.norm(Q2 - Q1 @ (Q1.T @ Q2), 2))
+
+
+def test_top_eigenpairs_of_diagonal_plus_low_rank_match_a_dense_eigh():
+    rng = np.random.default_rng(1)
+    N, f, k = 200, 6, 15
+    delta = np.sort(rng.gamma(2.0, 1.0, N))[::-1]
+    F = rng.standard_normal((N, f))
+    K = rng.standard_normal((f, f))
+    K = (K + K.T) / 2
+    A = np.diag(delta) + F @ K @ F.T
+    theta, X = np.linalg.eigh(A)
+    theta, X = theta[::-1][:k], X[:, ::-1][:, :k]
+    res = top_eigenpairs(delta, F, K, k, tol=1e-12)
+    assert res.converged and res.residual < 1e-12 and res.steps >= 1
+    np.testing.assert_allclose(res.theta.numpy()[:k], theta, rtol=1e-11, atol=1e-11)
+    assert sin_largest_angle(res.X.numpy()[:, :k], X) < 1e-9
+    # started from its own answer it has nothing left to do
+    again = top_eigenpairs(delta, F, K, k, X0=res.X, tol=1e-12)
+    assert again.steps == 0 and again.converged
+
+
+def test_top_eigenpairs_with_repeated_eigenvalues_stay_orthonormal_and_complete():
+    rng = np.random.default_rng(6)
+    N, k = 120, 20
+    delta = np.repeat(np.sort(rng.gamma(2.0, 1.0, N // 3))[::-1], 3)   # each value three times
+    F = 1e-3 * rng.standard_normal((N, 2))
+    K = np.eye(2)
+    theta = np.linalg.eigvalsh(np.diag(delta) + F @ F.T)[::-1][:k]
+    res = top_eigenpairs(delta, F, K, k)
+    X = res.X.numpy()
+    assert res.converged and res.steps >= 1
+    np.testing.assert_allclose(res.theta.numpy()[:k], theta, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(X.T @ X, np.eye(X.shape[1]), atol=1e-12)
+
+
+@pytest.mark.parametrize("gram", [False, True])
+def test_iterative_solver_matches_the_exact_one_on_a_sequence_of_problems(gram):
+    Pc, U, w = pencil(seed=2, n=90 if gram else 300)
+    B = Pc.T @ Pc
+    lam, k = 0.7, 20
+    rng = np.random.default_rng(3)
+    kwargs = {"Pc": tf.constant(Pc)} if gram else {"B": tf.constant(B)}
+    iterative = Eq20Solver(lam, k, method="iterative", tol=1e-12, **kwargs)
+    exact = Eq20Solver(lam, k, method="exact", **kwargs)
+    for t in range(4):
+        Ut = U + 0.05 * t * rng.standard_normal(U.shape)   # M changes a little per iteration
+        phi_i, V_i = iterative.solve(tf.constant(Ut), w)
+        phi_e, V_e = exact.solve(tf.constant(Ut), w)
+        V_i, V_e = V_i.numpy(), V_e.numpy()
+        assert eq20_residual(Ut, w, lam, B, phi_i, V_i) < 1e-9
+        np.testing.assert_allclose(phi_i, phi_e, rtol=1e-9)
+        # the same columns (same signs), not just the same subspace
+        np.testing.assert_allclose(V_i, V_e, atol=1e-7)
+        assert sin_largest_angle(V_i, V_e) < 1e-8
+    # one cold start, then warm starts only; the exact solver never iterates
+    assert iterative.warm_starts == 3 and iterative.fallbacks == 0
+    assert all(s >= 1 for s in iterative.steps) and exact.steps == [0, 0, 0, 0]
+
+
+def test_warm_start_needs_fewer_steps_than_a_cold_one():
+    Pc, U, w = pencil(seed=4)
+    B = tf.constant(Pc.T @ Pc)
+    solver = Eq20Solver(1.0, 20, B=B, tol=1e-12)
+    solver.solve(tf.constant(U), w)
+    solver.solve(tf.constant(U), w)          # the same problem again: already solved
+    cold = Eq20Solver(1.0, 20, B=B, tol=1e-12)
+    cold.solve(tf.constant(U), w)
+    assert solver.steps[1] == 0 < cold.steps[0] and solver.warm_starts == 1
+
+
+def test_fallback_to_the_exact_solver_when_the_iteration_stops_short():
+    Pc, U, w = pencil(seed=5)
+    B = tf.constant(Pc.T @ Pc)
+    stubborn = Eq20Solver(1.0, 20, B=B, tol=1e-12, max_steps=0)   # no step allowed
+    phi, V = stubborn.solve(tf.constant(U), w)
+    phi_e, V_e = solve_exact(tf.constant(U), w, 1.0, 20, B=B)
+    assert stubborn.fallbacks == 1 and stubborn.warm_starts == 0
+    np.testing.assert_allclose(phi, phi_e, rtol=1e-12)
+    np.testing.assert_allclose(V.numpy(), V_e.numpy(), atol=1e-12)
+
+
+@pytest.mark.parametrize("n", [40, 9])   # more samples than dimensions, and fewer (Gram path)
+def test_exact_solution_satisfies_eq20_and_the_scatter_constraint(n):
+    rng = np.random.default_rng(2)
+    d, k, lam = 12, 5, 0.7
+    X = rng.standard_normal((n, d))
+    Xc = X - X.mean(0)
+    B = Xc.T @ Xc                          # X H X^T
+    U = rng.standard_normal((d, 3))
+    w = np.array([0.5, 0.3, 0.2])
+    phi, V = solve_exact(U, w, lam, k, B=None if n < d else tf.constant(B),
+                         Pc=tf.constant(Xc) if n < d else None)
+    V = V.numpy()
+    assert eq20_residual(U, w, lam, B, phi, V) < 1e-10
+    assert np.all(np.diff(phi) > 0) and np.allclose(np.linalg.norm(V, axis=0), 1)
+    # the k smallest: compare with scipy's symmetric-definite solver
+    S = U @ np.diag(w) @ U.T + lam * np.eye(d)
+    nu = scipy.linalg.eigh(B, S, eigvals_only=True)[::-1][:k]
+    np.testing.assert_allclose(1 / phi, nu, rtol=1e-9)
+    # scatter constraint A^T X H X^T A = I once each column is rescaled
+    A = V / np.sqrt(np.einsum("ij,ij->j", V, B @ V))[None, :]
+    np.testing.assert_allclose(A.T @ B @ A, np.eye(k), atol=1e-9)
