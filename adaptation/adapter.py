@@ -239,10 +239,11 @@ class DomainAdapter:
                 optimizer.apply_gradients(zip(gradients[start : start + len(group)], group))
                 start += len(group)
             correct = tf.equal(tf.argmax(logits, axis=-1, output_type=tf.int32), tf.cast(source_y, tf.int32))
+            values = {"l_c": classification * replicas, **values}
+            if self.discrepancy is not None or self.adversarial is not None:
+                values["lambda"] = weight
             values = {
-                "l_c": classification * replicas,
                 **values,
-                "lambda": weight,
                 "learning_rate": tf.convert_to_tensor(groups[-1][0].learning_rate),
                 "accuracy": tf.reduce_mean(tf.cast(correct, tf.float32)),
             }
@@ -311,7 +312,9 @@ class DomainAdapter:
         if self._forward is None:
             network = self.network
 
-            @tf.function(reduce_retracing=True)
+            signature = tf.TensorSpec([None, *network.encoder.input_shape[1:]], tf.float32)
+
+            @tf.function(input_signature=[signature])
             def forward(inputs):
                 features = network.features(inputs, training=False)
                 return features, tf.nn.softmax(network.classifier(features, training=False))

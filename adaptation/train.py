@@ -56,6 +56,7 @@ from adaptation.measures import domain_mmd2, proxy_a_distance
 from adaptation.model import BOTTLENECK_UNITS, image_encoder, vector_encoder
 from adaptation.plots import plot_epochs, plot_features, plot_steps
 from adaptation.schedules import LAMBDA_SCHEDULES, LEARNING_RATE_SCHEDULES
+from adaptation.selection import TRADE_OFF_GRID, prediction_entropy, select_by_entropy
 from common import cli
 from common.data import decode_image, split_per_class
 from common.errors import UserError, main_guard
@@ -98,8 +99,12 @@ def parse_args(argv=None):
     add_adaptation_arguments(parser)
     method = parser.add_argument_group("adaptation")
     method.add_argument("--method", default="dann", choices=METHODS, help="(default: dann)")
-    method.add_argument("--trade-off", type=float, default=1.0,
-                        help="lambda's maximum, the weight of l_A or l_d in eq. 21-22 (default: 1)")
+    method.add_argument("--trade-off", default="auto",
+                        help="lambda's maximum, the weight of l_A or l_d in eq. 21-22: a number, or auto: train "
+                        "once per value of --trade-off-grid and keep the one whose target predictions have the "
+                        "lowest mean entropy (unsupervised: no target label is read) (default: auto)")
+    method.add_argument("--trade-off-grid", default=",".join(f"{value:g}" for value in TRADE_OFF_GRID),
+                        help="the candidates of --trade-off auto (default: %(default)s)")
     method.add_argument("--lambda-schedule", choices=LAMBDA_SCHEDULES, default=None,
                         help="dann: 2 / (1 + exp(-10 p)) - 1 times --trade-off; constant: --trade-off throughout "
                         "(default: " + ", ".join(f"{schedule} for {name}" for name, schedule in DEFAULT_LAMBDA_SCHEDULE.items()) + ")")
@@ -137,8 +142,15 @@ def check_arguments(parser, args) -> None:
         parser.error("--bottleneck must be positive")
     if args.learning_rate <= 0:
         parser.error("--learning-rate must be positive")
-    if args.trade_off < 0:
-        parser.error("--trade-off must be 0 or more")
+    try:
+        args.trade_off_grid = [float(value) for value in str(args.trade_off_grid).split(",") if value.strip()]
+        if args.trade_off != "auto":
+            args.trade_off = float(args.trade_off)
+    except ValueError:
+        parser.error(f"--trade-off takes a number or auto, --trade-off-grid a comma list of numbers; got "
+                     f"{args.trade_off!r} and {args.trade_off_grid!r}")
+    if args.trade_off != "auto" and args.trade_off < 0 or not args.trade_off_grid or min(args.trade_off_grid) < 0:
+        parser.error("--trade-off and --trade-off-grid take numbers of 0 or more")
     if args.kernels < 1:
         parser.error("--kernels must be at least 1")
     views = [view.strip() for view in args.views.split(",") if view.strip()]
@@ -179,6 +191,7 @@ def prepare_frozen(args, pair, train_rows, validation_rows):
         "target_train": np.concatenate([target.features[view] for view in views]),
         "source_validation": (source.features["original"][validation], source_labels[validation]),
         "source_all": (source.features["original"], source_labels),
+        "source_train_rows": train,  # rows of source_all trained on
         "target_all": target.features["original"],
         "target_labels": pair.target.labels[target.kept],
         "before_source": source.features["original"],
@@ -241,15 +254,50 @@ def prepare_images(args, pair, train_rows, validation_rows):
 
 
 # ---------------------------------------------------------------------- run
-def make_adapter(args, encoder, num_classes: int, pretrained: bool) -> DomainAdapter:
+def make_adapter(args, encoder, num_classes: int, pretrained: bool, trade_off: float = 1.0) -> DomainAdapter:
     return DomainAdapter(
         encoder, num_classes, args.method,
         bottleneck=args.bottleneck, batch_size=args.batch_size, learning_rate=args.learning_rate,
         momentum=args.momentum, weight_decay=args.weight_decay, learning_rate_schedule=args.lr_schedule,
-        trade_off=args.trade_off, lambda_schedule=args.lambda_schedule,
+        trade_off=trade_off, lambda_schedule=args.lambda_schedule,
         encoder_learning_rate_scale=PRETRAINED_RATE_SCALE if pretrained else 1.0,
         n_kernels=args.kernels, estimator=args.estimator, seed=args.seed,
     )
+
+
+def trade_off_candidates(args) -> list[float]:
+    if args.method in ("source-only", "adabn"):
+        return [0.0]
+    if args.trade_off == "auto":
+        return list(args.trade_off_grid)
+    return [float(args.trade_off)]
+
+
+def train_once(args, pair, prepared, trade_off: float, encoder_weights=None) -> dict:
+    """One training run with lambda's maximum ``trade_off``; its target entropy is the only target statistic."""
+    set_seed(args.seed)
+    if encoder_weights is not None:
+        prepared["encoder"].set_weights(encoder_weights)
+    adapter = make_adapter(args, prepared["encoder"], len(pair.class_names), pretrained=not frozen(args),
+                           trade_off=trade_off)
+    validation_inputs, validation_labels = prepared["source_validation"]
+
+    def on_epoch_end(epoch, row):
+        return {"source_val_accuracy": adapter.score(validation_inputs, validation_labels, domain="source")}
+
+    steps_per_epoch = None
+    if not frozen(args):
+        steps_per_epoch = -(-max(prepared["source_train_size"], prepared["target_train_size"]) // args.batch_size)
+    started = time.perf_counter()
+    label = f"{args.method} {pair.direction}" + (f" trade-off {trade_off:g}" if args.method not in ("source-only", "adabn") else "")
+    history = adapter.fit(prepared["source_train"], prepared["target_train"], epochs=args.epochs,
+                          steps_per_epoch=steps_per_epoch, on_epoch_end=on_epoch_end, description=label)
+    seconds = time.perf_counter() - started
+    # unsupervised: the predicted distributions on the unlabelled target, no labels
+    entropy = prediction_entropy(adapter.predict_proba(prepared["target_all"], domain="target"))
+    return {"adapter": adapter, "history": history, "trade_off": trade_off, "target_entropy": entropy,
+            "source_val_accuracy": history.epochs[-1]["source_val_accuracy"], "seconds": seconds,
+            "encoder_weights": prepared["encoder"].get_weights() if encoder_weights is not None else None}
 
 
 def saved_model(args, adapter: DomainAdapter, prepared) -> keras.Model:
@@ -304,21 +352,22 @@ def main(argv=None) -> dict:
     started = time.perf_counter()
     train_rows, validation_rows = split_per_class(pair.source.labels, VALIDATION_FRACTION, seed=args.seed)
     prepared = (prepare_frozen if frozen(args) else prepare_images)(args, pair, train_rows, validation_rows)
+    encoder_weights = prepared["encoder"].get_weights()  # every candidate starts from the same encoder
 
-    adapter = make_adapter(args, prepared["encoder"], len(pair.class_names), pretrained=not frozen(args))
+    candidates = trade_off_candidates(args)
+    runs = []
+    for trade_off in candidates:
+        run = train_once(args, pair, prepared, trade_off, encoder_weights=encoder_weights if len(candidates) > 1 else None)
+        runs.append(run)
+        if len(candidates) > 1:
+            print(f"trade-off {trade_off:g}: mean entropy of the target predictions {run['target_entropy']:.4f}, "
+                  f"source validation accuracy {run['source_val_accuracy']:.4f}", flush=True)
+    chosen = select_by_entropy(runs) if len(runs) > 1 else runs[0]
+    adapter, history, training_seconds = chosen["adapter"], chosen["history"], sum(run["seconds"] for run in runs)
     validation_inputs, validation_labels = prepared["source_validation"]
-
-    def on_epoch_end(epoch, row):
-        return {"source_val_accuracy": adapter.score(validation_inputs, validation_labels, domain="source")}
-
-    steps_per_epoch = None
-    if not frozen(args):
-        steps_per_epoch = -(-max(prepared["source_train_size"], prepared["target_train_size"]) // args.batch_size)
-    training_started = time.perf_counter()
-    history = adapter.fit(prepared["source_train"], prepared["target_train"], epochs=args.epochs,
-                          steps_per_epoch=steps_per_epoch, on_epoch_end=on_epoch_end,
-                          description=f"{args.method} {pair.direction}")
-    training_seconds = time.perf_counter() - training_started
+    if len(runs) > 1:
+        print(f"chosen trade-off {chosen['trade_off']:g} (lowest target entropy)", flush=True)
+        prepared["encoder"].set_weights(chosen["encoder_weights"])  # the candidates share one encoder
 
     # The target's labels, used here for the first and only time: scoring.
     target_probabilities = adapter.predict_proba(prepared["target_all"], domain="target")
@@ -345,6 +394,10 @@ def main(argv=None) -> dict:
         "measured_on": {"before": f"{args.backbone} pooled features (original view)",
                         "after": "the adapted bottleneck's features"
                                  + (" (AdaBN: each domain with its own BatchNorm statistics)" if args.method == "adabn" else "")},
+        "trade_off": chosen["trade_off"],
+        "trade_off_selection": [
+            {key: run[key] for key in ("trade_off", "target_entropy", "source_val_accuracy", "seconds")} for run in runs
+        ] if len(runs) > 1 else None,
         "trained": prepared["trained"],
         "steps": len(history.steps),
         "seconds": {"features": round(prepared["feature_seconds"], 2), "training": round(training_seconds, 2),

@@ -118,3 +118,21 @@ def test_bad_settings_are_refused():
     (source_x, source_y), (target_x, _) = shifted_blobs(count=20)
     with pytest.raises(ValueError, match="labels must be in 0..1"):
         small_adapter("dann").fit((source_x, source_y + 1), target_x, epochs=1, progress_bar=False)
+
+
+def test_steps_run_unchanged_under_a_distribution_strategy():
+    """What --distribute (common.loop's strategy=) will do: the same numbers on one replica."""
+    (source_x, source_y), (target_x, _) = shifted_blobs(count=64, seed=4)
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
+    for method in ("dann", "dan"):
+        with strategy.scope():
+            keras.utils.set_random_seed(0)
+            encoder = vector_encoder(10, units=(8,))
+        distributed = DomainAdapter(encoder, 2, method, bottleneck=8, discriminator_units=(16,), strategy=strategy)
+        distributed.fit((source_x, source_y), target_x, epochs=1, progress_bar=False)
+        keras.utils.set_random_seed(0)
+        plain = DomainAdapter(vector_encoder(10, units=(8,)), 2, method, bottleneck=8, discriminator_units=(16,))
+        plain.fit((source_x, source_y), target_x, epochs=1, progress_bar=False)
+        for ours, theirs in zip(distributed.history.steps, plain.history.steps):
+            assert ours == pytest.approx(theirs, rel=1e-5, abs=1e-6)
+        np.testing.assert_allclose(distributed.predict_proba(target_x), plain.predict_proba(target_x), atol=1e-6)

@@ -54,7 +54,7 @@ def test_train_end_to_end_with_random_weights(domains, tmp_path, run):
     out = tmp_path / "run"
     result = command("--source-dir", str(source), "--target-dir", str(target), "--method", "dann", "--epochs", "2",
                  "--views", "original,mirror", "--cache-dir", str(tmp_path / "cache"), "--output-dir", str(out),
-                 "--embedding", "pca", *TINY)
+                 "--embedding", "pca", "--trade-off-grid", "0.5,2", *TINY)
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"wrote {out.resolve()}" in result.stdout
     for name in ("config.json", "metrics.json", "history.csv", "steps.csv", "curves.png", "steps.png",
@@ -65,6 +65,10 @@ def test_train_end_to_end_with_random_weights(domains, tmp_path, run):
     assert set(metrics["target_per_class_accuracy"]) == {"disc", "square"}
     assert np.sum(metrics["target_confusion_matrix"]) == 12  # every target image scored once
     assert set(metrics["mmd2"]) == {"before", "after"} and set(metrics["a_distance"]) == {"before", "after"}
+    # lambda chosen without target labels: the candidate whose target predictions are the most confident
+    candidates = metrics["trade_off_selection"]
+    assert [c["trade_off"] for c in candidates] == [0.5, 2.0]
+    assert metrics["trade_off"] == min(candidates, key=lambda c: c["target_entropy"])["trade_off"]
     # 9 training + 1 validation photo per class, 2 views each -> 36 source and 24 target samples: 9 steps per epoch
     assert metrics["steps"] == 18
     steps = (out / "steps.csv").read_text().splitlines()
@@ -85,6 +89,7 @@ def test_train_end_to_end_with_random_weights(domains, tmp_path, run):
     assert model.input_shape == (None, 32, 32, 3) and model.output_shape == (None, 2)
     # a second run reads every feature from the cache, and refuses to overwrite the first
     again = run("--source-dir", str(source), "--target-dir", str(target), "--method", "dan", "--epochs", "1",
+                "--trade-off", "1",
                 "--views", "original,mirror", "--cache-dir", str(tmp_path / "cache"), "--output-dir",
                 str(tmp_path / "run2"), "--embedding", "pca", *TINY)
     assert again.returncode == 0, again.stderr[-3000:]

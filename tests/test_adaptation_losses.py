@@ -166,3 +166,15 @@ def test_dann_schedules():
     for _ in range(100):
         optimizer.apply_gradients([(tf.constant(0.0), variable)])
     assert float(optimizer.learning_rate) == pytest.approx(0.01 / 6**0.75, rel=1e-6)
+
+
+def test_entropy_selection():
+    from adaptation.selection import prediction_entropy, select_by_entropy
+
+    assert prediction_entropy([[1.0, 0.0], [0.5, 0.5]]) == pytest.approx(math.log(2) / 2)
+    assert prediction_entropy(np.full((3, 4), 0.25)) == pytest.approx(math.log(4))
+    candidates = [{"trade_off": 0.3, "target_entropy": 0.2}, {"trade_off": 1.0, "target_entropy": 0.1},
+                  {"trade_off": 3.0, "target_entropy": 0.15}]
+    assert select_by_entropy(candidates)["trade_off"] == 1.0
+    with pytest.raises(ValueError):
+        select_by_entropy([])
