@@ -18,7 +18,8 @@ from common.reports import _pyplot
 STEP_PANELS = (
     ("losses", ("l_c", "l_A", "l_d")),
     ("accuracy", ("accuracy", "discriminator_accuracy")),
-    ("schedules", ("lambda", "learning_rate")),
+    ("lambda", ("lambda",)),
+    ("learning rate", ("learning_rate",)),
 )
 
 
@@ -34,7 +35,7 @@ def _smooth(values, window: int):
 def plot_steps(steps: list[dict], path, title: str = "") -> Path:
     """Every logged value per step: raw (faint) and a moving average (solid)."""
     plt = _pyplot()
-    figure, axes = plt.subplots(1, len(STEP_PANELS), figsize=(15, 4))
+    figure, axes = plt.subplots(1, len(STEP_PANELS), figsize=(18, 4))
     numbers = [row["step"] for row in steps]
     window = max(1, len(steps) // 50)
     for axis, (label, keys) in zip(axes, STEP_PANELS):

@@ -26,7 +26,9 @@ Each step sees a source batch and a target batch of --batch-size each. The
 settings are the papers' (SGD, momentum 0.9, lr0 = 0.01 annealed as
 lr0 / (1 + 10 p)^0.75, weight decay 1e-3; DANN's lambda rising as
 2 / (1 + exp(-10 p)) - 1; DAN's and CORAL's lambda constant), the same for
-every method, fixed in advance.
+every method, fixed in advance. Lambda's maximum (--trade-off) is chosen
+without target labels: one training each for 0.3, 1 and 3, keeping the one
+whose predictions on the unlabelled target have the lowest mean entropy.
 
 Writes one folder (default runs/adaptation/<source>-<target>-<method>-<time>/):
 config.json, metrics.json (target accuracy overall and per class, source
