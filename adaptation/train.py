@@ -19,8 +19,10 @@ a classifier, and for DANN a domain discriminator behind a gradient reversal
 layer. With --unfreeze-from none (the default) the backbone is frozen: its
 features of every image, under the fixed --views (original, mirror, central
 crop and its mirror), are computed once into the shared --cache-dir and only
-the layers above train, minutes on a CPU. With a layer name the base trains
-from that layer on (at a tenth of the learning rate), on images.
+the layers above train, minutes on a CPU; each image (target, source
+validation) is then predicted as the mean of its views' predictions
+(--score-on). With a layer name the base trains from that layer on (at a
+tenth of the learning rate), on images.
 
 Each step sees a source batch and a target batch of --batch-size each. The
 settings are the papers' (SGD, momentum 0.9, lr0 = 0.01 annealed as
@@ -120,7 +122,10 @@ def parse_args(argv=None):
                        help=f"units of the bottleneck the adaptation losses act on (default: {BOTTLENECK_UNITS})")
     model.add_argument("--views", default=",".join(VIEWS),
                        help="fixed views of every image whose frozen features are trained on, with a frozen "
-                       f"backbone (default: {','.join(VIEWS)}); the target is scored on 'original'")
+                       f"backbone (default: {','.join(VIEWS)})")
+    model.add_argument("--score-on", choices=("views", "original"), default="views",
+                       help="predict each image (target, source validation) as the mean of its --views' "
+                       "predictions, or from the plain image alone (default: views)")
     training = [group for group in parser._action_groups if group.title == "training"][0]
     training.add_argument("--learning-rate", type=float, default=0.01, help="lr0 of the new layers (default: 0.01)")
     training.add_argument("--lr-schedule", choices=LEARNING_RATE_SCHEDULES, default="annealed",
@@ -192,6 +197,9 @@ def prepare_frozen(args, pair, train_rows, validation_rows):
                          np.tile(source_labels[train], len(views))),
         "target_train": np.concatenate([target.features[view] for view in views]),
         "source_validation": (source.features["original"][validation], source_labels[validation]),
+        # what is scored: every view (predictions averaged) or the plain image alone (--score-on)
+        "source_validation_views": [source.features[view][validation] for view in scored_views(args, views)],
+        "target_views": [target.features[view] for view in scored_views(args, views)],
         "source_all": (source.features["original"], source_labels),
         "source_train_rows": train,  # rows of source_all trained on
         "target_all": target.features["original"],
@@ -203,6 +211,15 @@ def prepare_frozen(args, pair, train_rows, validation_rows):
         "trained": f"bottleneck, classifier{' and discriminator' if args.method == 'dann' else ''} on frozen "
                    f"{args.backbone} features ({len(views)} views: {', '.join(views)})",
     }
+
+
+def scored_views(args, views) -> tuple:
+    return tuple(views) if getattr(args, "score_on", "views") == "views" else ("original",)
+
+
+def predict_views(adapter: DomainAdapter, inputs: list, domain: str) -> np.ndarray:
+    """Class probabilities averaged over the views of the same images (test-time augmentation)."""
+    return np.mean([adapter.predict_proba(view, domain=domain) for view in inputs], axis=0)
 
 
 def image_examples(paths, labels, image_size: int, mirror: bool = False, seed: int = 0):
@@ -243,6 +260,8 @@ def prepare_images(args, pair, train_rows, validation_rows):
         "target_train_size": len(target),
         "source_validation": (image_examples([source.paths[i] for i in validation_rows], None, args.image_size),
                               source.labels[np.asarray(validation_rows, int)]),
+        "source_validation_views": [image_examples([source.paths[i] for i in validation_rows], None, args.image_size)],
+        "target_views": [image_examples(target.paths, None, args.image_size)],
         "source_all": (image_examples(source.paths, None, args.image_size), source.labels),
         "target_all": image_examples(target.paths, None, args.image_size),
         "target_labels": target.labels,
@@ -282,10 +301,11 @@ def train_once(args, pair, prepared, trade_off: float, encoder_weights=None) -> 
         prepared["encoder"].set_weights(encoder_weights)
     adapter = make_adapter(args, prepared["encoder"], len(pair.class_names), pretrained=not frozen(args),
                            trade_off=trade_off)
-    validation_inputs, validation_labels = prepared["source_validation"]
+    validation_labels = prepared["source_validation"][1]
 
     def on_epoch_end(epoch, row):
-        return {"source_val_accuracy": adapter.score(validation_inputs, validation_labels, domain="source")}
+        probabilities = predict_views(adapter, prepared["source_validation_views"], "source")
+        return {"source_val_accuracy": float(np.mean(probabilities.argmax(axis=1) == validation_labels))}
 
     steps_per_epoch = None
     if not frozen(args):
@@ -296,7 +316,7 @@ def train_once(args, pair, prepared, trade_off: float, encoder_weights=None) -> 
                           steps_per_epoch=steps_per_epoch, on_epoch_end=on_epoch_end, description=label)
     seconds = time.perf_counter() - started
     # unsupervised: the predicted distributions on the unlabelled target, no labels
-    entropy = prediction_entropy(adapter.predict_proba(prepared["target_all"], domain="target"))
+    entropy = prediction_entropy(predict_views(adapter, prepared["target_views"], "target"))
     return {"adapter": adapter, "history": history, "trade_off": trade_off, "target_entropy": entropy,
             "source_val_accuracy": history.epochs[-1]["source_val_accuracy"], "seconds": seconds,
             "encoder_weights": prepared["encoder"].get_weights() if encoder_weights is not None else None}
@@ -366,15 +386,16 @@ def main(argv=None) -> dict:
                   f"source validation accuracy {run['source_val_accuracy']:.4f}", flush=True)
     chosen = select_by_entropy(runs) if len(runs) > 1 else runs[0]
     adapter, history, training_seconds = chosen["adapter"], chosen["history"], sum(run["seconds"] for run in runs)
-    validation_inputs, validation_labels = prepared["source_validation"]
+    validation_labels = prepared["source_validation"][1]
     if len(runs) > 1:
         print(f"chosen trade-off {chosen['trade_off']:g} (lowest target entropy)", flush=True)
         prepared["encoder"].set_weights(chosen["encoder_weights"])  # the candidates share one encoder
 
     # The target's labels, used here for the first and only time: scoring.
-    target_probabilities = adapter.predict_proba(prepared["target_all"], domain="target")
+    target_probabilities = predict_views(adapter, prepared["target_views"], "target")
     target = classification_metrics(prepared["target_labels"], target_probabilities, pair.class_names)
-    source_validation = adapter.score(validation_inputs, validation_labels, domain="source")
+    source_validation = float(np.mean(
+        predict_views(adapter, prepared["source_validation_views"], "source").argmax(axis=1) == validation_labels))
     source_inputs, source_labels = prepared["source_all"]
     after_source = adapter.transform(source_inputs, domain="source")
     after_target = adapter.transform(prepared["target_all"], domain="target")
