@@ -29,6 +29,7 @@ losses are averaged over the global batch.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 
 import keras
@@ -176,7 +177,7 @@ class DomainAdapter:
 
     # -------------------------------------------------------------- training
     def _scope(self):
-        return self.strategy.scope() if self.strategy is not None else _NullScope()
+        return self.strategy.scope() if self.strategy is not None else contextlib.nullcontext()
 
     def _optimizers(self, total_steps: int):
         """(optimizer, variables) pairs: the new layers at lr0, a pretrained encoder at a scaled lr0."""
@@ -351,11 +352,3 @@ class DomainAdapter:
 
     def score(self, x, y, domain: str = "target") -> float:
         return float(np.mean(self.predict(x, domain) == np.asarray(y).ravel()))
-
-
-class _NullScope:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
