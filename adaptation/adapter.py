@@ -118,6 +118,7 @@ class DomainAdapter:
             self.discrepancy = CorrelationAlignment()
         self.adversarial = DomainAdversarialLoss(self.network.discriminator) if method == "dann" else None
         self.history = None
+        self.optimizer = None
         self._forward = None
 
     # ------------------------------------------------------------------ data
@@ -268,6 +269,7 @@ class DomainAdapter:
             steps_per_epoch = max(1, math.ceil(max(source_size, target_size) / self.batch_size))
         with self._scope():
             groups = self._optimizers(max(1, epochs * steps_per_epoch))
+        self.optimizer = groups[-1][0]  # the new layers' optimizer: its learning rate is lr_p
         self.history = train_loop(
             self.make_step(groups), batches, epochs=epochs, steps_per_epoch=steps_per_epoch,
             on_epoch_end=on_epoch_end, description=description or self.method, progress_bar=progress_bar,

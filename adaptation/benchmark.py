@@ -61,6 +61,9 @@ def parse_args(argv=None):
         epochs=20, batch_size=32,
         data_help="the folder holding flower_photos/ and flower17/ (e.g. ../shared/data); only read",
     )
+    for action in parser._actions:  # the benchmark writes no run folder for TensorBoard to log into
+        if action.dest == "tensorboard":
+            action.help = argparse.SUPPRESS
     table = parser.add_argument_group("benchmark")
     table.add_argument("--seeds", type=int, default=3, help="seeds per method, --seed, --seed + 1, ... (default: 3)")
     table.add_argument("--methods", default=",".join(METHODS), help=f"comma list of {', '.join(METHODS)} (default: all)")

@@ -11,48 +11,19 @@ The MMD and the kernels are the project's own (``mmd.distance.mmd2`` with
 estimator that measures the domain gap before and after adaptation is the one
 that is minimised. ``mmd.kernels.median_heuristic`` returns a Python float
 (a choice made from data, outside the graph); inside a compiled training step
-the batch's median distance is a tensor instead, so the features are divided
-by it, and the family's fixed bandwidths then sit around the median of every
-batch, exactly as the heuristic would put them. Dividing the inputs by s is
+the batch's median squared distance is a tensor instead
+(``mmd.kernels.median_squared_distance``, the same median), so the features
+are divided by its square root, and the family's fixed bandwidths then sit
+around the median of every batch, exactly as the heuristic would put them. Dividing the inputs by s is
 the same as multiplying every bandwidth's gamma by 1 / s^2, and s is a
 constant to the gradient (``stop_gradient``), as the heuristic's bandwidth is.
 """
 from __future__ import annotations
 
-import numpy as np
 import tensorflow as tf
 
 from mmd.distance import ESTIMATORS, mmd2
-from mmd.kernels import MEDIAN_MAX_POINTS, rbf_bandwidths, squared_distances
-
-
-def median_squared_distance(points):
-    """The median of the positive squared distances between distinct rows: a tensor, in the graph.
-
-    The in-graph counterpart of ``mmd.kernels.median_heuristic`` (which returns
-    gamma = 1 / (2 * this)): the same pairs (the strict upper triangle, zeros
-    dropped, at most ``MEDIAN_MAX_POINTS`` evenly spaced rows), the same
-    median (the mean of the two middle values for an even count), and 0.5 when
-    every row is the same, so that gamma = 1 as there.
-    """
-    points = tf.stop_gradient(points)
-    count = points.shape[0]
-    if count is not None and count > MEDIAN_MAX_POINTS:
-        points = tf.gather(points, np.linspace(0, count - 1, MEDIAN_MAX_POINTS).astype(np.int64))
-    squared = squared_distances(points)
-    rows = tf.shape(squared)[0]
-    upper = tf.linalg.band_part(tf.ones([rows, rows], tf.bool), 0, -1)
-    upper = tf.logical_and(upper, tf.logical_not(tf.eye(rows, dtype=tf.bool)))
-    values = tf.sort(tf.boolean_mask(squared, tf.logical_and(upper, squared > 0)))
-    size = tf.size(values)
-    middle = size // 2
-
-    def median():
-        upper_middle = values[middle]
-        lower_middle = values[tf.maximum(middle - 1, 0)]
-        return tf.where(size % 2 == 1, upper_middle, (lower_middle + upper_middle) / 2)
-
-    return tf.cond(size > 0, median, lambda: tf.constant(0.5, squared.dtype))
+from mmd.kernels import median_squared_distance, rbf_bandwidths
 
 
 class MultipleKernelMMD:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common.reports import _pyplot
+from common.reports import pyplot
 
 STEP_PANELS = (
     ("losses", ("l_c", "l_A", "l_d")),
@@ -34,7 +34,7 @@ def _smooth(values, window: int):
 
 def plot_steps(steps: list[dict], path, title: str = "") -> Path:
     """Every logged value per step: raw (faint) and a moving average (solid)."""
-    plt = _pyplot()
+    plt = pyplot()
     figure, axes = plt.subplots(1, len(STEP_PANELS), figsize=(18, 4))
     numbers = [row["step"] for row in steps]
     window = max(1, len(steps) // 50)
@@ -86,7 +86,7 @@ def plot_features(panels: list[tuple[str, np.ndarray, np.ndarray]], source_label
 
     Each panel embeds the same rows (at most ``per_domain`` per domain, seeded).
     """
-    plt = _pyplot()
+    plt = pyplot()
     source_rows = balanced_rows(len(source_labels), per_domain, seed)
     target_rows = balanced_rows(len(target_labels), per_domain, seed + 1)
     figure, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 5.5), squeeze=False)
@@ -114,7 +114,7 @@ def plot_features(panels: list[tuple[str, np.ndarray, np.ndarray]], source_label
 
 def plot_epochs(epochs: list[dict], path, title: str = "") -> Path:
     """Per-epoch means of the step values and the source-validation accuracy (never a target score)."""
-    plt = _pyplot()
+    plt = pyplot()
     figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
     numbers = [row["epoch"] for row in epochs]
     for key in ("l_c", "l_A", "l_d"):

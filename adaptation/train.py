@@ -38,7 +38,9 @@ validation accuracy, MMD^2 and proxy A-distance before and after), history.csv
 (per epoch), steps.csv (every step: l_c, l_A or l_d, lambda, learning rate,
 discriminator accuracy), curves.png, steps.png, features.png (2-D picture of
 both domains before and after), confusion.png (target), model.keras (pixels in,
-class probabilities out) and labels.txt.
+class probabilities out) and labels.txt; with --tensorboard also the
+per-epoch curves for `tensorboard --logdir <run folder>` (one log per lambda
+candidate under trade-off-<value>/ when --trade-off is auto).
 """
 from __future__ import annotations
 
@@ -64,10 +66,10 @@ from adaptation.selection import TRADE_OFF_GRID, prediction_entropy, select_by_e
 from common import cli
 from common.data import decode_image, split_per_class
 from common.errors import UserError, main_guard
-from common.files import check_not_inside
+from common.files import check_apart
 from common.predict import MODEL_FILE, write_labels
 from common.reports import classification_metrics, plot_confusion, write_history, write_metrics
-from common.training import make_run_dir, save_config, set_seed
+from common.training import make_run_dir, save_config, set_seed, tensorboard_for_loop
 
 OUTPUT_PARENT = "runs/adaptation"
 DEFAULT_DATA_DIR = "data"
@@ -117,7 +119,7 @@ def parse_args(argv=None):
     method.add_argument("--estimator", choices=("biased", "unbiased", "linear"), default="biased",
                         help="DAN: the MK-MMD^2 estimator of mmd.distance (default: biased)")
     model = [group for group in parser._action_groups if group.title == "model"][0]
-    cli.add_unfreeze_argument(model, default="none", what="adaptation (none: frozen, cached features)")
+    cli.add_unfreeze_argument(model, default="none", why="a frozen base: its features computed once into the cache")
     model.add_argument("--bottleneck", type=int, default=BOTTLENECK_UNITS,
                        help=f"units of the bottleneck the adaptation losses act on (default: {BOTTLENECK_UNITS})")
     model.add_argument("--views", default=",".join(VIEWS),
@@ -294,18 +296,27 @@ def trade_off_candidates(args) -> list[float]:
     return [float(args.trade_off)]
 
 
-def train_once(args, pair, prepared, trade_off: float, encoder_weights=None) -> dict:
-    """One training run with lambda's maximum ``trade_off``; its target entropy is the only target statistic."""
+def train_once(args, pair, prepared, trade_off: float, encoder_weights=None, log_dir=None) -> dict:
+    """One training run with lambda's maximum ``trade_off``; its target entropy is the only target statistic.
+
+    ``log_dir``: a folder for TensorBoard's logs of this run (``--tensorboard``), or None."""
     set_seed(args.seed)
     if encoder_weights is not None:
         prepared["encoder"].set_weights(encoder_weights)
     adapter = make_adapter(args, prepared["encoder"], len(pair.class_names), pretrained=not frozen(args),
                            trade_off=trade_off)
     validation_labels = prepared["source_validation"][1]
+    board = []  # TensorBoard's callbacks, made at the first epoch's end, once the optimizer exists
 
     def on_epoch_end(epoch, row):
         probabilities = predict_views(adapter, prepared["source_validation_views"], "source")
-        return {"source_val_accuracy": float(np.mean(probabilities.argmax(axis=1) == validation_labels))}
+        extra = {"source_val_accuracy": float(np.mean(probabilities.argmax(axis=1) == validation_labels))}
+        if log_dir is not None:
+            if not board:
+                board.append(tensorboard_for_loop(log_dir, adapter.network.full_model(), adapter.optimizer))
+            board[0].on_epoch_end(epoch - 1, {key: float(value) for key, value in {**row, **extra}.items()
+                                              if key != "epoch"})
+        return extra
 
     steps_per_epoch = None
     if not frozen(args):
@@ -315,6 +326,8 @@ def train_once(args, pair, prepared, trade_off: float, encoder_weights=None) -> 
     history = adapter.fit(prepared["source_train"], prepared["target_train"], epochs=args.epochs,
                           steps_per_epoch=steps_per_epoch, on_epoch_end=on_epoch_end, description=label)
     seconds = time.perf_counter() - started
+    if board:
+        board[0].on_train_end()
     # unsupervised: the predicted distributions on the unlabelled target, no labels
     entropy = prediction_entropy(predict_views(adapter, prepared["target_views"], "target"))
     return {"adapter": adapter, "history": history, "trade_off": trade_off, "target_entropy": entropy,
@@ -352,11 +365,7 @@ def protect_data(args, pair) -> None:
     if not args.output_dir:
         return
     for root in (pair.source.root, pair.target.root):
-        try:
-            check_not_inside(Path(args.output_dir), Path(root))
-        except UserError:
-            raise UserError(f"--output-dir {args.output_dir} lies inside the data folder {root}, which is only "
-                            "read; choose a folder outside it") from None
+        check_apart(args.output_dir, root, "--output-dir")
 
 
 @main_guard
@@ -379,7 +388,11 @@ def main(argv=None) -> dict:
     candidates = trade_off_candidates(args)
     runs = []
     for trade_off in candidates:
-        run = train_once(args, pair, prepared, trade_off, encoder_weights=encoder_weights if len(candidates) > 1 else None)
+        log_dir = None
+        if args.tensorboard:  # one log per candidate: tensorboard --logdir <run folder> shows them side by side
+            log_dir = run_dir / f"trade-off-{trade_off:g}" if len(candidates) > 1 else run_dir
+        run = train_once(args, pair, prepared, trade_off,
+                         encoder_weights=encoder_weights if len(candidates) > 1 else None, log_dir=log_dir)
         runs.append(run)
         if len(candidates) > 1:
             print(f"trade-off {trade_off:g}: mean entropy of the target predictions {run['target_entropy']:.4f}, "

@@ -7,13 +7,13 @@ import pytest
 import tensorflow as tf
 
 from adaptation.coral import CorrelationAlignment, covariance
-from adaptation.dan import MultipleKernelMMD, median_squared_distance
+from adaptation.dan import MultipleKernelMMD
 from adaptation.dann import DomainAdversarialLoss, domain_accuracy, domain_classification_loss
 from adaptation.layers import GradientReversal
 from adaptation.model import build_discriminator
 from adaptation.schedules import AnnealedLearningRate, adaptation_weight, annealed_rate, dann_lambda
 from mmd.distance import mmd2
-from mmd.kernels import median_heuristic
+from mmd.kernels import median_heuristic, median_squared_distance
 
 
 def two_samples(seed=0, count=(37, 41), width=12, shift=0.7):
@@ -96,15 +96,22 @@ def test_multi_kernel_loss_inside_a_compiled_step_and_its_gradient():
     assert float(loss(source32, source32)) == pytest.approx(0.0, abs=1e-6)
 
 
-def test_in_graph_median_matches_the_median_heuristic():
+def test_in_graph_median_is_numpys_median_of_the_pairwise_squared_distances():
+    """DAN's per-batch bandwidth: mmd.kernels' median, compiled, against numpy's from scratch."""
+    compiled = tf.function(median_squared_distance)
+
+    def reference(points):
+        squared = ((points[:, None, :] - points[None, :, :]) ** 2).sum(-1)
+        upper = squared[np.triu_indices(len(points), k=1)]
+        return float(np.median(upper[upper > 0]))
+
     source, target = two_samples(seed=5, count=(20, 25))
-    pooled = np.concatenate([source, target])
-    expected = 1.0 / (2.0 * median_heuristic(pooled))
-    assert float(median_squared_distance(tf.constant(pooled))) == pytest.approx(expected, rel=1e-12)
+    pooled = np.concatenate([source, target])  # 990 pairs: the mean of the two middle ones
+    assert float(compiled(tf.constant(pooled))) == pytest.approx(reference(pooled), rel=1e-10)
     odd = pooled[:6]  # 15 pairs: the middle one
-    assert float(median_squared_distance(tf.constant(odd))) == pytest.approx(1.0 / (2.0 * median_heuristic(odd)))
-    same = np.ones((4, 3))
-    assert float(median_squared_distance(tf.constant(same))) == pytest.approx(1.0 / (2.0 * median_heuristic(same)))
+    assert float(compiled(tf.constant(odd))) == pytest.approx(reference(odd), rel=1e-10)
+    assert float(compiled(tf.constant(np.ones((4, 3))))) == 0.5  # all the same: gamma = 1
+    assert median_heuristic(pooled) == pytest.approx(1.0 / (2.0 * reference(pooled)), rel=1e-10)
 
 
 def test_coral_is_the_scaled_frobenius_distance_of_the_covariances():
