@@ -14,7 +14,9 @@ and every method is trained on the same frozen backbone features:
   with the source's and with the target's BatchNorm statistics; CORAL, DAN
   and DANN choose lambda as ``adaptation.train --trade-off auto`` does (one
   training per candidate, the lowest mean entropy of the unlabelled target's
-  predictions);
+  predictions), unless --trade-off fixes it; on request (--methods),
+  ``dan+adabn`` etc.: the same trained network predicting the target with the
+  target's own BatchNorm statistics;
 * TCA and JDA: ``mmd.TCA`` / ``mmd.JDA`` (primal, k = 100, lambda = 1, 10 JDA
   iterations, 1-NN), on the original view's features of the same source
   training images and of the target.
@@ -51,6 +53,9 @@ from common.errors import UserError, main_guard
 from common.training import set_seed
 
 METHODS = ("source-only", "adabn", "coral", "tca", "jda", "dan", "dann")
+#: extra rows on request (--methods): a trained CORAL / DAN / DANN network predicting the target with the
+#: target's own BatchNorm statistics (AdaBN on top; no more training, the same lambda)
+WITH_ADABN = ("coral+adabn", "dan+adabn", "dann+adabn")
 DIRECTIONS = ("flower_photos->flower17", "flower17->flower_photos")
 
 
@@ -66,20 +71,29 @@ def parse_args(argv=None):
             action.help = argparse.SUPPRESS
     table = parser.add_argument_group("benchmark")
     table.add_argument("--seeds", type=int, default=3, help="seeds per method, --seed, --seed + 1, ... (default: 3)")
-    table.add_argument("--methods", default=",".join(METHODS), help=f"comma list of {', '.join(METHODS)} (default: all)")
+    table.add_argument("--methods", default=",".join(METHODS),
+                       help=f"comma list of {', '.join(METHODS)} (default: these), and on request "
+                       f"{', '.join(WITH_ADABN)}: the same trained network, the target predicted with its own "
+                       "BatchNorm statistics")
     table.add_argument("--directions", default=",".join(DIRECTIONS),
                        help=f"comma list of {', '.join(DIRECTIONS)} (default: both)")
     table.add_argument("--views", default=",".join(VIEWS), help=f"as in adaptation.train (default: {','.join(VIEWS)})")
     table.add_argument("--score-on", choices=("views", "original"), default="views",
                        help="as in adaptation.train (default: views)")
+    table.add_argument("--trade-off", default="auto",
+                       help="lambda's maximum for CORAL, DAN and DANN: a number, or auto as in adaptation.train "
+                       "(lowest mean entropy of the unlabelled target's predictions over --trade-off-grid) "
+                       "(default: auto)")
+    table.add_argument("--trade-off-grid", default=",".join(f"{value:g}" for value in TRADE_OFF_GRID),
+                       help="the candidates of --trade-off auto (default: %(default)s)")
     table.add_argument("--json", default=None, metavar="PATH", help="write the rows to this JSON file")
     args = cli.resolve(parser.parse_args(argv))
     args.methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     args.directions = [d.strip() for d in args.directions.split(",") if d.strip()]
-    bad = [m for m in args.methods if m not in METHODS] + [d for d in args.directions if d not in DIRECTIONS]
+    bad = [m for m in args.methods if m not in METHODS + WITH_ADABN] + [d for d in args.directions if d not in DIRECTIONS]
     if bad or not args.methods or not args.directions:
         parser.error(f"unknown method or direction: {', '.join(bad) or 'none given'}; methods: "
-                     f"{', '.join(METHODS)}; directions: {', '.join(DIRECTIONS)}")
+                     f"{', '.join(METHODS + WITH_ADABN)}; directions: {', '.join(DIRECTIONS)}")
     if args.seeds < 1:
         parser.error("--seeds must be at least 1")
     views = [view.strip() for view in args.views.split(",") if view.strip()]
@@ -87,9 +101,18 @@ def parse_args(argv=None):
         parser.error(f"--views takes a comma list of {', '.join(VIEWS)}")
     args.views = ",".join(["original"] + [view for view in views if view != "original"])
     # what adaptation.train's defaults would be, so that prepare_frozen / make_adapter read the same settings
+    try:
+        args.trade_off_grid = [float(value) for value in str(args.trade_off_grid).split(",") if value.strip()]
+        if args.trade_off != "auto":
+            args.trade_off = float(args.trade_off)
+    except ValueError:
+        parser.error(f"--trade-off takes a number or auto, --trade-off-grid a comma list of numbers; got "
+                     f"{args.trade_off!r} and {args.trade_off_grid!r}")
+    if (args.trade_off != "auto" and args.trade_off < 0) or not args.trade_off_grid or min(args.trade_off_grid) < 0:
+        parser.error("--trade-off and --trade-off-grid take numbers of 0 or more")
+    # what adaptation.train's defaults would be, so that prepare_frozen / make_adapter read the same settings
     defaults = dict(unfreeze_from="none", bottleneck=256, learning_rate=0.01, momentum=0.9, weight_decay=1e-3,
-                    lr_schedule="annealed", trade_off="auto", trade_off_grid=list(TRADE_OFF_GRID), kernels=5,
-                    estimator="biased")
+                    lr_schedule="annealed", kernels=5, estimator="biased")
     for key, value in defaults.items():
         setattr(args, key, value)
     return args
@@ -117,6 +140,9 @@ def deep_run(args, method: str, pair, prepared, seed: int) -> dict:
     scores = {method: accuracy("target")}
     if method == "adabn":  # the same weights with the source's statistics: the source-only model
         scores["source-only"] = accuracy("source")
+    elif f"{method}+adabn" in args.methods:  # the same network with the target's statistics
+        adapter.adapt_batchnorm(prepared["target_train"])
+        scores[f"{method}+adabn"] = accuracy("target")
     return {"scores": scores, "seconds": sum(run["seconds"] for run in runs), "trade_off": chosen["trade_off"]}
 
 
@@ -161,7 +187,7 @@ def main(argv=None) -> list[dict]:
                                       validation_rows)
             # one "adabn" training serves both rows: source statistics = source-only, target statistics = AdaBN
             deep = ["adabn"] if {"source-only", "adabn"} & set(args.methods) else []
-            deep += [m for m in ("coral", "dan", "dann") if m in args.methods]
+            deep += [m for m in ("coral", "dan", "dann") if m in args.methods or f"{m}+adabn" in args.methods]
             for method in deep:
                 outcome = deep_run(args, method, pair, prepared, seed)
                 for name, accuracy in outcome["scores"].items():
