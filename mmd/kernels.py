@@ -55,25 +55,50 @@ def squared_distances(X, Y=None) -> tf.Tensor:
     return tf.maximum(xx + yy - 2.0 * tf.matmul(X, Y, transpose_b=True), 0.0)
 
 
-def median_heuristic(X, Y=None) -> float:
-    """gamma = 1 / (2 median^2) with `median` the median distance between
-    distinct points of the pooled sample (Gretton et al. 2012).
+def median_squared_distance(X, Y=None) -> tf.Tensor:
+    """The median of the positive squared distances between distinct points of
+    the pooled sample (X, Y): a tensor, so it also runs inside a compiled step.
 
-    Returned as a Python float: the bandwidth is a choice made from the data,
-    not a quantity to differentiate through."""
+    The strict upper triangle of the distances, zeros dropped, at most
+    `MEDIAN_MAX_POINTS` evenly spaced points; for an even count the mean of the
+    two middle values (numpy's median); 0.5 when every point is the same, so
+    that `median_heuristic` gives gamma = 1 there.  No gradient flows through
+    it: a bandwidth is chosen from the data, not trained.
+
+    Example: the corners (0, 0), (2, 0), (0, 2), (2, 2) are 4 or 8 apart in
+    squared distance (four 4s, two 8s): the median is 4."""
     Z = as_tensor(X)
     if Y is not None:
         Z = tf.concat([Z, tf.cast(as_tensor(Y), Z.dtype)], axis=0)
-    n = int(Z.shape[0])
-    if n > MEDIAN_MAX_POINTS:  # evenly spaced, deterministic subsample
+    Z = tf.stop_gradient(Z)
+    n = Z.shape[0]
+    if n is not None and n > MEDIAN_MAX_POINTS:  # evenly spaced, deterministic subsample
         Z = tf.gather(Z, np.linspace(0, n - 1, MEDIAN_MAX_POINTS).astype(np.int64))
-    d2 = squared_distances(tf.stop_gradient(Z)).numpy()
-    iu = np.triu_indices(d2.shape[0], k=1)
-    d2 = d2[iu]
-    d2 = d2[d2 > 0]
-    if d2.size == 0:  # all points identical: any bandwidth gives MMD = 0
-        return 1.0
-    return float(1.0 / (2.0 * np.median(d2)))
+    d2 = squared_distances(Z)
+    rows = tf.shape(d2)[0]
+    upper = tf.linalg.band_part(tf.ones([rows, rows], tf.bool), 0, -1)
+    upper = tf.logical_and(upper, tf.logical_not(tf.eye(rows, dtype=tf.bool)))
+    values = tf.sort(tf.boolean_mask(d2, tf.logical_and(upper, d2 > 0)))
+    size = tf.size(values)
+    middle = size // 2
+
+    def median():
+        upper_middle = values[middle]
+        lower_middle = values[tf.maximum(middle - 1, 0)]
+        return tf.where(size % 2 == 1, upper_middle, (lower_middle + upper_middle) / 2)
+
+    return tf.cond(size > 0, median, lambda: tf.constant(0.5, d2.dtype))
+
+
+def median_heuristic(X, Y=None) -> float:
+    """gamma = 1 / (2 median^2) with `median` the median distance between
+    distinct points of the pooled sample (Gretton et al. 2012); 1 when all
+    points are identical (any bandwidth gives MMD = 0 then).
+
+    Returned as a Python float: the bandwidth is a choice made from the data,
+    not a quantity to differentiate through (`median_squared_distance` is the
+    same median as a tensor, for a bandwidth chosen per batch in a graph)."""
+    return float(1.0 / (2.0 * float(median_squared_distance(X, Y))))
 
 
 def linear_kernel(X, Y=None) -> tf.Tensor:
