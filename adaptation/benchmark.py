@@ -66,8 +66,8 @@ def parse_args(argv=None):
         epochs=20, batch_size=32,
         data_help="the folder holding flower_photos/ and flower17/ (e.g. ../shared/data); only read",
     )
-    for action in parser._actions:  # the benchmark writes no run folder for TensorBoard to log into
-        if action.dest == "tensorboard":
+    for action in parser._actions:  # no run folder for TensorBoard; runs on one device (compare like with like)
+        if action.dest in ("tensorboard", "distribute", "scale_learning_rate"):
             action.help = argparse.SUPPRESS
     table = parser.add_argument_group("benchmark")
     table.add_argument("--seeds", type=int, default=3, help="seeds per method, --seed, --seed + 1, ... (default: 3)")
@@ -88,6 +88,9 @@ def parse_args(argv=None):
                        help="the candidates of --trade-off auto (default: %(default)s)")
     table.add_argument("--json", default=None, metavar="PATH", help="write the rows to this JSON file")
     args = cli.resolve(parser.parse_args(argv))
+    if args.distribute != "none" or args.tensorboard:
+        parser.error("the benchmark runs on one device and writes no run folder: use adaptation.train for "
+                     "--distribute and --tensorboard")
     args.methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     args.directions = [d.strip() for d in args.directions.split(",") if d.strip()]
     bad = [m for m in args.methods if m not in METHODS + WITH_ADABN] + [d for d in args.directions if d not in DIRECTIONS]

@@ -63,13 +63,13 @@ from adaptation.model import BOTTLENECK_UNITS, image_encoder, vector_encoder
 from adaptation.plots import plot_epochs, plot_features, plot_steps
 from adaptation.schedules import LAMBDA_SCHEDULES, LEARNING_RATE_SCHEDULES
 from adaptation.selection import TRADE_OFF_GRID, prediction_entropy, select_by_entropy
-from common import cli
+from common import cli, distribute
 from common.data import decode_image, split_per_class
 from common.errors import UserError, main_guard
 from common.files import check_apart
 from common.predict import MODEL_FILE, write_labels
 from common.reports import classification_metrics, plot_confusion, write_history, write_metrics
-from common.training import make_run_dir, save_config, set_seed, tensorboard_for_loop
+from common.training import save_config, set_seed, tensorboard_for_loop
 
 OUTPUT_PARENT = "runs/adaptation"
 DEFAULT_DATA_DIR = "data"
@@ -277,14 +277,15 @@ def prepare_images(args, pair, train_rows, validation_rows):
 
 
 # ---------------------------------------------------------------------- run
-def make_adapter(args, encoder, num_classes: int, pretrained: bool, trade_off: float = 1.0) -> DomainAdapter:
+def make_adapter(args, encoder, num_classes: int, pretrained: bool, trade_off: float = 1.0,
+                 strategy=None) -> DomainAdapter:
     return DomainAdapter(
         encoder, num_classes, args.method,
         bottleneck=args.bottleneck, batch_size=args.batch_size, learning_rate=args.learning_rate,
         momentum=args.momentum, weight_decay=args.weight_decay, learning_rate_schedule=args.lr_schedule,
         trade_off=trade_off, lambda_schedule=args.lambda_schedule,
         encoder_learning_rate_scale=PRETRAINED_RATE_SCALE if pretrained else 1.0,
-        n_kernels=args.kernels, estimator=args.estimator, seed=args.seed,
+        n_kernels=args.kernels, estimator=args.estimator, seed=args.seed, strategy=strategy,
     )
 
 
@@ -296,7 +297,7 @@ def trade_off_candidates(args) -> list[float]:
     return [float(args.trade_off)]
 
 
-def train_once(args, pair, prepared, trade_off: float, encoder_weights=None, log_dir=None) -> dict:
+def train_once(args, pair, prepared, trade_off: float, encoder_weights=None, log_dir=None, strategy=None) -> dict:
     """One training run with lambda's maximum ``trade_off``; its target entropy is the only target statistic.
 
     ``log_dir``: a folder for TensorBoard's logs of this run (``--tensorboard``), or None."""
@@ -304,7 +305,7 @@ def train_once(args, pair, prepared, trade_off: float, encoder_weights=None, log
     if encoder_weights is not None:
         prepared["encoder"].set_weights(encoder_weights)
     adapter = make_adapter(args, prepared["encoder"], len(pair.class_names), pretrained=not frozen(args),
-                           trade_off=trade_off)
+                           trade_off=trade_off, strategy=strategy)
     validation_labels = prepared["source_validation"][1]
     board = []  # TensorBoard's callbacks, made at the first epoch's end, once the optimizer exists
 
@@ -371,18 +372,28 @@ def protect_data(args, pair) -> None:
 @main_guard
 def main(argv=None) -> dict:
     args = parse_args(argv)
+    with distribute.setup(args.distribute) as distribution:
+        return run(args, distribution)
+
+
+def run(args, distribution) -> dict:
+    """Train, choose lambda, score the target once, report; under ``--distribute`` the networks live in its scope."""
+    strategy = None if distribution.name == "none" else distribution.strategy
+    args.learning_rate = distribution.learning_rate(args.learning_rate, args.scale_learning_rate)
     pair = load_pair(None if args.source_dir else args.source, None if args.target_dir else args.target,
                      args.data_dir, args.source_dir, args.target_dir)
     protect_data(args, pair)
-    run_dir = make_run_dir(args.output_dir, OUTPUT_PARENT, f"{pair.source_name}-{pair.target_name}-{args.method}")
-    save_config(run_dir, {**cli.config_of(args), "direction": pair.direction, "class_names": pair.class_names,
+    run_dir = distribution.make_run_dir(args.output_dir, OUTPUT_PARENT,
+                                        f"{pair.source_name}-{pair.target_name}-{args.method}")
+    save_config(run_dir, {**cli.config_of(args), **distribution.describe(), "direction": pair.direction, "class_names": pair.class_names,
                           "source_images": len(pair.source), "target_images": len(pair.target)})
     print(f"{pair.direction}: {len(pair.source)} source images, {len(pair.target)} target images, "
           f"classes {', '.join(pair.class_names)}; method {args.method}", flush=True)
     set_seed(args.seed)
     started = time.perf_counter()
     train_rows, validation_rows = split_per_class(pair.source.labels, VALIDATION_FRACTION, seed=args.seed)
-    prepared = (prepare_frozen if frozen(args) else prepare_images)(args, pair, train_rows, validation_rows)
+    with distribution.scope():  # the encoder's variables, mirrored under a strategy
+        prepared = (prepare_frozen if frozen(args) else prepare_images)(args, pair, train_rows, validation_rows)
     encoder_weights = prepared["encoder"].get_weights()  # every candidate starts from the same encoder
 
     candidates = trade_off_candidates(args)
@@ -392,7 +403,8 @@ def main(argv=None) -> dict:
         if args.tensorboard:  # one log per candidate: tensorboard --logdir <run folder> shows them side by side
             log_dir = run_dir / f"trade-off-{trade_off:g}" if len(candidates) > 1 else run_dir
         run = train_once(args, pair, prepared, trade_off,
-                         encoder_weights=encoder_weights if len(candidates) > 1 else None, log_dir=log_dir)
+                         encoder_weights=encoder_weights if len(candidates) > 1 else None, log_dir=log_dir,
+                         strategy=strategy)
         runs.append(run)
         if len(candidates) > 1:
             print(f"trade-off {trade_off:g}: mean entropy of the target predictions {run['target_entropy']:.4f}, "

@@ -177,3 +177,24 @@ def test_the_flower_collections_share_four_classes():
     assert all(Path(p).parent.name == "sunflowers" for p, label in zip(pair.source.paths, pair.source.labels) if label == 2)
     reverse = load_pair("flower17", "flower_photos", SHARED_DATA)
     assert reverse.direction == "flower17->flower_photos" and len(reverse.source) == 320
+
+
+def test_distribute_mirrored_trains_as_one_device(domains, tmp_path, run):
+    """--distribute mirrored (one CPU replica here) builds in the strategy's scope and runs the same steps."""
+    source, target = domains
+    common = ["--source-dir", str(source), "--target-dir", str(target), "--method", "dan", "--epochs", "1",
+              "--trade-off", "1", "--views", "original", "--cache-dir", str(tmp_path / "cache"),
+              "--embedding", "pca", *TINY]
+    results = {}
+    for mode in ("none", "mirrored"):
+        result = run(*common, "--distribute", mode, "--output-dir", str(tmp_path / mode))
+        assert result.returncode == 0, result.stderr[-3000:]
+        results[mode] = (json.loads((tmp_path / mode / "metrics.json").read_text()),
+                         json.loads((tmp_path / mode / "config.json").read_text()))
+    (single, single_config), (mirrored, mirrored_config) = results["none"], results["mirrored"]
+    assert mirrored_config["distribute"] == "mirrored" and mirrored_config["replicas"] == 1
+    assert single_config["distribute"] == "none"
+    assert mirrored["steps"] == single["steps"] > 0
+    steps = [(tmp_path / mode / "steps.csv").read_text().splitlines() for mode in ("none", "mirrored")]
+    losses = [[float(line.split(",")[3]) for line in rows[1:]] for rows in steps]  # l_c per step
+    np.testing.assert_allclose(losses[1], losses[0], rtol=1e-4, atol=1e-6)
