@@ -170,8 +170,12 @@ def phases(epochs: int, release_after: list[int]) -> list[tuple[int, int, int]]:
     return result
 
 
-def training_dataset(images, masks, image_size: int, batch_size: int, seed: int, augment_pair=None):
-    """Endless shuffled batches of (pixels 0..255 with 3 channels, mask 0/1), augmented together."""
+def training_dataset(images, masks, image_size: int, batch_size: int, seed: int, augmenter=None):
+    """Endless shuffled batches of (pixels 0..255 with 3 channels, mask 0/1), augmented together.
+
+    ``augmenter`` is a ``common.augment.Augmenter``: its ``pair`` moves each
+    window and its mask by one draw of rotation, shift, zoom and flip.
+    """
     import tensorflow as tf
 
     autotune = tf.data.AUTOTUNE
@@ -181,22 +185,34 @@ def training_dataset(images, masks, image_size: int, batch_size: int, seed: int,
         mask = tf.cast(mask[..., None], tf.float32)
         if image.shape[1] != image_size:
             image = tf.image.resize(image, (image_size, image_size), method="bilinear")
-            mask = tf.image.resize(mask, (image_size, image_size), method="nearest")
+            mask = tf.cast(tf.image.resize(mask, (image_size, image_size), method="bilinear") >= 0.5, tf.float32)
+        return image, mask
+
+    def to_rgb(image, mask):
         return tf.repeat(image, 3, axis=-1), mask
 
     dataset = tf.data.Dataset.from_tensor_slices((images, masks))
     dataset = dataset.shuffle(len(images), seed=seed, reshuffle_each_iteration=True).repeat()
     dataset = dataset.batch(batch_size, drop_remainder=True).map(to_float, num_parallel_calls=autotune)
-    if augment_pair is not None:
-        dataset = dataset.map(augment_pair, num_parallel_calls=autotune)
-    return dataset.prefetch(autotune)
+    if augmenter is not None:
+        dataset = dataset.map(augmenter.pair, num_parallel_calls=autotune)
+    return dataset.map(to_rgb, num_parallel_calls=autotune).prefetch(autotune)
 
 
-def make_pair_augmentation(args):
-    """Rotation, shift, zoom and flip drawn once per pair and applied to image and mask alike."""
+def make_augmenter(args):
+    """The textbook's ImageDataGenerator parameters (rotation, shift, zoom, flip), for pairs."""
+    from common.augment import Augmenter
+
     if not args.augment:
         return None
-    return None  # filled in with common.augment's pair API
+    try:
+        return Augmenter(
+            rotation_range=args.rotation_range, width_shift_range=args.shift_range,
+            height_shift_range=args.shift_range, zoom_range=args.zoom_range, horizontal_flip=args.flip,
+            fill_mode="nearest", seed=args.seed,
+        )
+    except ValueError as error:
+        raise UserError(f"augmentation: {error}") from None
 
 
 def build_networks(args):
@@ -305,8 +321,7 @@ def train(args, run_dir: Path, fit, validation, box: CropBox):
     else:
         step = gan_step(generator, discriminator, generator_optimizer, discriminator_optimizer, pixel_loss, args.beta)
     dataset = training_dataset(
-        box.crop(fit.images), box.crop(fit.masks), args.image_size, args.batch_size, args.seed,
-        make_pair_augmentation(args),
+        box.crop(fit.images), box.crop(fit.masks), args.image_size, args.batch_size, args.seed, make_augmenter(args),
     )
 
     best = {"val_dice": -1.0}

@@ -131,3 +131,27 @@ def test_roi_never_reads_the_evaluated_mask():
     assert scores["dice"][0] == 0.0 and scores["sensitivity"][0] == 0.0
     assert moved_scores["dice"][0] == 0.0  # moving the expert mask into the window changes nothing predicted
     assert CropBox.fit(training_masks, 32) == box
+
+
+def test_augmentation_moves_image_and_mask_together():
+    from common.augment import Augmenter
+    from segmentation.metrics import overlap_scores
+    from segmentation.train import training_dataset
+
+    rng = np.random.default_rng(2)
+    drawn = [draw_pair(rng, 64, "disc" if i % 2 else "ring") for i in range(8)]
+    images, masks = np.stack([d[0] for d in drawn]), np.stack([d[1] for d in drawn])
+    augmenter = Augmenter(rotation_range=30, width_shift_range=0.2, height_shift_range=0.2, zoom_range=0.2,
+                          horizontal_flip=True, seed=0)
+    batch_images, batch_masks = next(iter(training_dataset(images, masks, 64, 8, seed=0, augmenter=augmenter)))
+    batch_images, batch_masks = batch_images.numpy(), batch_masks.numpy()[..., 0]
+    assert batch_images.shape == (8, 64, 64, 3) and set(np.unique(batch_masks)) <= {0.0, 1.0}
+    assert np.array_equal(batch_images[..., 0], batch_images[..., 2])  # still grayscale in three channels
+    # every mask is its own image's bright shape, wherever the draw moved both ...
+    agreement = overlap_scores(batch_images[..., 0] > 125, batch_masks)["dice"]
+    assert agreement.min() > 0.9, agreement
+    # ... and they did move: no augmented mask is one of the drawn ones
+    assert not any(np.array_equal(out, original) for out in batch_masks for original in masks)
+    plain_images, plain_masks = next(iter(training_dataset(images, masks, 64, 8, seed=0)))
+    originals = {m.tobytes() for m in masks.astype(np.float32)}
+    assert {m.tobytes() for m in plain_masks.numpy()[..., 0]} == originals
