@@ -3,8 +3,9 @@
     python -m segmentation.evaluate runs/segmentation/gan-20250101-120000
     python -m segmentation.evaluate RUN_DIR --data-dir other/sunnybrook_copy
 
-Reads the run's model, its region of interest and its threshold (both chosen
-on the training patients when it was trained), segments every frame of
+Reads the run's model, its region of interest, its threshold and whether to
+keep only the largest region (all fitted or chosen on the training patients
+when it was trained), segments every frame of
 ``<data-dir>/test`` from the image alone, and writes a new folder
 ``RUN_DIR/evaluation-<time>/`` (or ``--output-dir``) with metrics.json (mean
 and standard deviation over test images of Dice, Jaccard, sensitivity and
@@ -25,7 +26,7 @@ from common.errors import UserError, main_guard
 from common.reports import write_metrics
 from common.training import make_run_dir
 from segmentation.data import load_pairs
-from segmentation.metrics import METRICS, overlap_scores, summarise
+from segmentation.metrics import METRICS, binarise, overlap_scores, summarise
 from segmentation.report import plot_overlays, run_label, table3, write_rows
 from segmentation.roi import CropBox, segment_frames
 
@@ -50,10 +51,10 @@ def load_run(run_dir):
     return model, settings, config
 
 
-def score_pairs(model, box: CropBox, threshold: float, pairs, batch_size: int = 32):
+def score_pairs(model, box: CropBox, threshold: float, pairs, batch_size: int = 32, keep_largest: bool = False):
     """(probabilities, predicted masks, per-image scores) of frames segmented from their images alone."""
     probabilities = segment_frames(model, box, pairs.images, batch_size=batch_size)
-    predicted = probabilities >= threshold
+    predicted = binarise(probabilities, threshold, keep_largest)
     return probabilities, predicted, overlap_scores(predicted, pairs.masks)
 
 
@@ -109,7 +110,8 @@ def main(argv=None):
             f"test frames are {pairs.frame[1]}x{pairs.frame[0]}, the run was trained on {box.frame[1]}x{box.frame[0]} frames"
         )
     out_dir = make_run_dir(args.output_dir, args.run_dir, "evaluation")
-    _, predicted, scores = score_pairs(model, box, float(settings["threshold"]), pairs, args.batch_size)
+    _, predicted, scores = score_pairs(model, box, float(settings["threshold"]), pairs, args.batch_size,
+                                       keep_largest=bool(settings.get("largest_component", False)))
     metrics = write_evaluation(out_dir, pairs, predicted, scores, box, config)
     print_metrics(metrics)
     print(f"wrote {out_dir.resolve()}")

@@ -7,7 +7,7 @@ For each image, ``<name>_mask.png`` (255 = ventricle, the image's own size)
 and ``<name>_overlay.png`` (the frame with the predicted contour in red) go
 into a new folder (default ``runs/segmentation/predict-<time>/``, or
 ``--output-dir``); an existing file is never overwritten. The run's fixed
-region of interest and its threshold (chosen on validation) are used; a frame
+region of interest, threshold and post-processing (chosen on validation) are used; a frame
 of another size than the training frames is resized to theirs for the
 network and the mask resized back.
 """
@@ -26,6 +26,7 @@ from common.errors import UserError, main_guard
 from common.training import latest_run, make_run_dir
 from segmentation.data import load_images
 from segmentation.evaluate import MODEL_FILE, load_run
+from segmentation.metrics import binarise
 from segmentation.report import PREDICTED_COLOUR
 from segmentation.roi import CropBox, segment_frames
 
@@ -80,6 +81,7 @@ def main(argv=None):
     model, settings, _ = load_run(run_dir)
     box = CropBox.from_dict(settings["roi"])
     threshold = float(settings["threshold"])
+    keep_largest = bool(settings.get("largest_component", False))
     images = load_images(args.images)
     out_dir = make_run_dir(args.output_dir, RUNS, "predict")
     targets = []
@@ -93,9 +95,10 @@ def main(argv=None):
         targets.append(pair)
     frames = np.stack([fit_to_frame(image, box.frame) for _, image in images])
     probabilities = segment_frames(model, box, frames)
-    print(f"model {run_dir}: window {box.size}x{box.size} at ({box.top}, {box.left}), threshold {threshold}")
+    print(f"model {run_dir}: window {box.size}x{box.size} at ({box.top}, {box.left}), threshold {threshold}"
+          + (", largest region kept" if keep_largest else ""))
     for (path, image), frame_probabilities, (mask_path, overlay_path) in zip(images, probabilities, targets):
-        mask = back_to_size(frame_probabilities, image.shape) >= threshold
+        mask = binarise(back_to_size(frame_probabilities, image.shape)[None], threshold, keep_largest)[0]
         Image.fromarray((mask * 255).astype(np.uint8)).save(mask_path)
         Image.fromarray(overlay(image, mask)).save(overlay_path)
         print(f"{path.name}: ventricle {int(mask.sum())} pixels -> {mask_path.name}, {overlay_path.name}")

@@ -56,7 +56,7 @@ from common.training import SCHEDULES, learning_rate, make_run_dir, save_config,
 from segmentation import losses
 from segmentation.data import load_pairs, split_patients
 from segmentation.evaluate import MODEL_FILE, SEGMENTER_FILE, print_metrics, score_pairs, write_evaluation
-from segmentation.metrics import best_threshold, mean_dice
+from segmentation.metrics import choose_binarisation, mean_dice
 from segmentation.networks import BACKBONES, encoder_blocks, set_trainable_depth
 from segmentation.report import METHOD_NAMES, plot_curves, write_rows
 from segmentation.roi import CropBox, segment_frames
@@ -358,7 +358,7 @@ def train(args, run_dir: Path, fit, validation, box: CropBox):
 
     generator.set_weights(best.pop("weights"))
     probabilities = segment_frames(generator, box, validation.images)
-    threshold, by_threshold = best_threshold(probabilities, validation.masks)
+    binarisation, by_binarisation = choose_binarisation(probabilities, validation.masks)
     train_seconds = time.perf_counter() - started
     by_depth = {}
     for row in epoch_rows:
@@ -369,9 +369,9 @@ def train(args, run_dir: Path, fit, validation, box: CropBox):
         "depth": best["depth"] if base is not None else None,
         "encoder_blocks": blocks if base is not None else None,
         "val_dice_at_0.5": best["val_dice"],
-        "threshold": threshold,
-        "val_dice_at_threshold": by_threshold[threshold],
-        "val_dice_by_threshold": by_threshold,
+        **binarisation,
+        "val_dice_chosen": max(by_binarisation.values()),
+        "val_dice_by_binarisation": by_binarisation,
         "best_val_dice_by_depth": by_depth if base is not None else None,
         "validation_images": len(validation),
         "validation_patients": sorted(set(validation.patients)),
@@ -419,17 +419,20 @@ def main(argv=None):
     if discriminator is not None:
         discriminator.save(run_dir / "discriminator.keras")
     (run_dir / SEGMENTER_FILE).write_text(json.dumps(
-        {"roi": box.to_dict(), "threshold": selection["threshold"], "image_size": args.image_size,
+        {"roi": box.to_dict(), "threshold": selection["threshold"],
+         "largest_component": selection["largest_component"], "image_size": args.image_size,
          "method": args.method, "backbone": args.backbone}, indent=2) + "\n")
     title = f"{METHOD_NAMES[args.method]}" + ("" if args.method == "unet" else f", {args.backbone}")
     plot_curves(step_rows, epoch_rows, run_dir / "curves.png", title=title, chosen_epoch=selection["epoch"])
     depth_note = "" if selection["depth"] is None else f", {selection['depth']} of {selection['encoder_blocks']} encoder blocks fine-tuned"
-    print(f"chosen on validation: epoch {selection['epoch']}{depth_note}, threshold {selection['threshold']}, "
-          f"validation Dice {selection['val_dice_at_threshold']:.4f}; training took {train_seconds:.0f} s")
+    post = ", largest region kept" if selection["largest_component"] else ""
+    print(f"chosen on validation: epoch {selection['epoch']}{depth_note}, threshold {selection['threshold']}{post}, "
+          f"validation Dice {selection['val_dice_chosen']:.4f}; training took {train_seconds:.0f} s")
     if test_pairs is None:
         print(f"test/ not scored (--skip-test). wrote {run_dir.resolve()}")
         return run_dir
-    _, predicted, scores = score_pairs(generator, box, selection["threshold"], test_pairs)
+    _, predicted, scores = score_pairs(generator, box, selection["threshold"], test_pairs,
+                                       keep_largest=selection["largest_component"])
     metrics = write_evaluation(run_dir, test_pairs, predicted, scores, box, config, train_seconds=train_seconds,
                                title=f"{title}: test frames, expert (green) and predicted (red) contours")
     print_metrics(metrics)

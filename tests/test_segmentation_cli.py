@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from flowers_synthetic import snapshot
-from segmentation import evaluate, predict, train
+from segmentation import evaluate, predict, table3, train
 from segmentation_synthetic import make_dataset_folder
 
 TINY = ["--backbone", "vgg16", "--weights", "none", "--image-size", "32", "--roi-size", "32",
@@ -101,3 +101,13 @@ def test_bad_input_is_one_line_and_exit_status_2(data, tmp_path, capsys):
     error = capsys.readouterr().err.strip()
     assert error.startswith("error:") and "have no mask" in error and "\n" not in error
     assert not (tmp_path / "r").exists()
+
+
+def test_table3_puts_the_run_beside_the_textbook(gan_run, tmp_path):
+    metrics = json.loads((gan_run / "metrics.json").read_text())
+    text = table3.main([str(gan_run), "--output", str(tmp_path / "t.md")])
+    assert "| transfer-learning GAN (textbook) | its own 33 subjects | 0.9399 | 0.8968 | 0.9363* | - |" in text
+    row = [line for line in text.splitlines() if "this project" in line]
+    assert len(row) == 1 and "vgg16 (random)" in row[0] and "2 epochs" in row[0]
+    assert f"{metrics['test']['dice']['mean']:.4f} +- {metrics['test']['dice']['std']:.4f}" in row[0]
+    assert (tmp_path / "t.md").read_text() == text

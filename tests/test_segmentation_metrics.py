@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from segmentation.metrics import best_threshold, mean_dice, overlap_scores, summarise
+from segmentation.metrics import choose_binarisation, largest_component, mean_dice, overlap_scores, summarise
 from segmentation_synthetic import draw_pair
 
 
@@ -76,13 +76,30 @@ def test_summary_means_standard_deviations_and_patients():
     assert summary["per_patient"]["B"]["images"] == 2
 
 
-def test_threshold_is_chosen_by_dice():
-    expert = np.zeros((1, 4, 4), bool)
+def test_threshold_and_post_processing_are_chosen_by_dice():
+    expert = np.zeros((1, 8, 8), bool)
     expert[0, :2, :2] = True
     probabilities = np.where(expert, 0.62, 0.0)
-    probabilities[0, 3, 3] = 0.45  # a faint false positive, kept by any threshold up to 0.45
+    probabilities[0, 7, 7] = 0.45  # a faint false positive, kept by any threshold up to 0.45
     assert mean_dice(probabilities, expert, 0.5) == pytest.approx(1.0)
     assert mean_dice(probabilities, expert, 0.4) == pytest.approx(8 / 9)
-    threshold, table = best_threshold(probabilities, expert)
-    assert 0.45 < threshold <= 0.62 and table[threshold] == pytest.approx(1.0)
-    assert table[0.3] == pytest.approx(8 / 9) and table[0.7] == 0.0
+    choice, table = choose_binarisation(probabilities, expert)
+    assert choice == {"threshold": 0.5, "largest_component": False}  # ties: no post-processing, closest to 0.5
+    assert table["0.30"] == pytest.approx(8 / 9) and table["0.70"] == 0.0
+    assert table["0.30 largest region"] == pytest.approx(1.0)  # the island is dropped
+    # a strong island only the largest-region rule removes
+    probabilities[0, 7, 7] = 0.9
+    choice, _ = choose_binarisation(probabilities, expert)
+    assert choice == {"threshold": 0.5, "largest_component": True}
+
+
+def test_largest_component_keeps_one_region_and_fills_its_holes():
+    masks = np.zeros((2, 9, 9), bool)
+    masks[0, 1:6, 1:6] = True
+    masks[0, 3, 3] = False  # a hole
+    masks[0, 7:9, 7:9] = True  # an island
+    kept = largest_component(masks)
+    expected = np.zeros((9, 9), bool)
+    expected[1:6, 1:6] = True
+    assert np.array_equal(kept[0], expected)
+    assert not kept[1].any()  # an empty prediction stays empty
