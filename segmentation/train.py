@@ -74,7 +74,7 @@ def parse_args(argv=None):
         output_parent=OUTPUT_PARENT,
         backbone="vgg16",
         image_size=128,
-        epochs=60,
+        epochs=25,
         batch_size=10,
         data_help="folder holding train/{images,masks} and test/{images,masks}",
     )
@@ -89,19 +89,19 @@ def parse_args(argv=None):
     method.add_argument("--schedule", choices=SCHEDULES, default="constant",
                         help="learning rate over the run: constant (the textbook) or cosine decay to zero "
                         "(default: constant)")
-    method.add_argument("--pixel-loss", choices=losses.PIXEL_LOSSES, default="l1",
-                        help="segmentation loss of tlbsn and unet, and the beta term of the GAN: l1 (eq. 23), "
-                        "dice, bce or l1+dice (default: l1)")
+    method.add_argument("--pixel-loss", choices=losses.PIXEL_LOSSES, default="l1+dice",
+                        help="segmentation loss of unet and tlbsn, and the beta term of the GAN: l1 (eq. 23), "
+                        "dice, bce, or a sum (default: l1+dice, eq. 23 plus a soft Dice term)")
     method.add_argument("--beta", type=float, default=100.0,
                         help="weight of the pixel loss against the adversarial loss in eq. 24 (default: 100)")
     method.add_argument("--discriminator-scales", type=int, default=3,
                         help="resolutions the discriminator judges a pair at: full, 1/2, 1/4, ... (default: 3)")
     method.add_argument("--decoder-width", type=int, default=16,
                         help="decoder filters at full resolution, doubling per level up to 128 (default: 16)")
-    method.add_argument("--unfreeze", default="5,10,15,20,25",
+    method.add_argument("--unfreeze", default="5,9,13,17,21",
                         help="layer-wise fine-tuning: release the encoder's top block after epoch E1, the next "
                         "after E2, ... ('E1,E2,...'); 'all' trains the whole encoder from the start, 'none' "
-                        "keeps it frozen (default: 5,10,15,20,25)")
+                        "keeps it frozen (default: 5,9,13,17,21: every block released within 25 epochs)")
     split = parser.add_argument_group("region of interest and validation")
     split.add_argument("--roi-size", type=int, default=128,
                        help="side of the fixed window cut out of every frame (default: 128, the textbook's)")
@@ -401,7 +401,7 @@ def main(argv=None):
     run_dir = make_run_dir(args.output_dir, OUTPUT_PARENT, args.method)
     config = cli.config_of(args)
     config.update(roi=box.to_dict(), fit_images=len(fit), validation_images=len(validation),
-                  validation_patients=sorted(set(validation.patients)))
+                  validation_patient_ids=sorted(set(validation.patients)))
     save_config(run_dir, config)
     print(f"{METHOD_NAMES[args.method]}: {len(fit)} training frames ({len(set(fit.patients))} patients), "
           f"{len(validation)} validation frames ({len(set(validation.patients))} patients)")

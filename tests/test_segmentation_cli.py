@@ -58,7 +58,7 @@ def test_gan_run_writes_the_whole_folder(gan_run):
     assert selection["depth"] in (0, 1) and selection["validation_images"] == 6
     assert str(selection["depth"]) in selection["best_val_dice_by_depth"]
     config = json.loads((gan_run / "config.json").read_text())
-    assert config["roi"]["size"] == 32 and config["method"] == "gan" and len(config["validation_patients"]) == 2
+    assert config["roi"]["size"] == 32 and config["method"] == "gan" and len(config["validation_patient_ids"]) == 2
     assert "Sensitivity" in (gan_run / "table3.md").read_text()
 
 
