@@ -82,6 +82,8 @@ def plot_curves(steps: list[dict], epochs: list[dict], path, title: str = "", ch
         else:
             axis.text(0.5, 0.5, "no discriminator in this method", ha="center", va="center",
                       transform=axis.transAxes, color="gray")
+            axis.set_xticks([])
+            axis.set_yticks([])
         axis.set_title(label, fontsize=10)
         axis.set_xlabel("training step")
         axis.grid(alpha=0.3)
@@ -93,8 +95,8 @@ def plot_curves(steps: list[dict], epochs: list[dict], path, title: str = "", ch
         depth = row.get("depth")
         if previous is not None and depth != previous:
             axis.axvline(row["epoch"] - 0.5, color="orange", linestyle=":", linewidth=1)
-            axis.text(row["epoch"] - 0.5, axis.get_ylim()[0], f" {depth} blocks", rotation=90, fontsize=7,
-                      color="darkorange", va="bottom")
+            axis.text(row["epoch"] - 0.5, axis.get_ylim()[0], f" {depth} block{'s' if depth != 1 else ''}",
+                      rotation=90, fontsize=7, color="darkorange", va="bottom")
         previous = depth
     if chosen_epoch is not None:
         chosen = [row for row in epochs if row["epoch"] == chosen_epoch]

@@ -44,6 +44,7 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import argparse
+import contextlib
 import json
 import time
 from pathlib import Path
@@ -125,6 +126,10 @@ def parse_args(argv=None):
     if args.epochs < 1:
         parser.error("--epochs must be at least 1")
     args.release_after = parse_unfreeze(args.unfreeze, args.epochs, encoder_blocks(args.backbone), parser)
+    late = [after for after in args.release_after if after >= args.epochs]
+    if late and args.method != "unet":
+        print(f"note: with --epochs {args.epochs}, the releases after epoch {', '.join(map(str, late))} of "
+              f"--unfreeze {args.unfreeze} never happen")
     return args
 
 
@@ -301,20 +306,25 @@ def gan_step(generator, discriminator, generator_optimizer, discriminator_optimi
     return step
 
 
-def train(args, run_dir: Path, fit, validation, box: CropBox):
-    """Train phase by phase (one per encoder depth); keep the epoch with the best validation Dice."""
+def train(args, fit, validation, box: CropBox, strategy=None):
+    """Train phase by phase (one per encoder depth); keep the epoch with the best validation Dice.
+
+    With a ``tf.distribute`` ``strategy``, the networks and optimizers are
+    built in its scope and each step runs on every replica (``train_loop``).
+    """
     from common.loop import train_loop
 
-    generator, base, discriminator = build_networks(args)
-    blocks = encoder_blocks(args.backbone) if base is not None else 0
-    steps_per_epoch = int(np.ceil(len(fit) / args.batch_size))
-    total_steps = steps_per_epoch * args.epochs
-    if base is not None:
-        set_trainable_depth(base, args.backbone, blocks)
-    generator_optimizer = make_optimizer(args, total_steps, generator.trainable_variables)
-    discriminator_optimizer = None
-    if discriminator is not None:
-        discriminator_optimizer = make_optimizer(args, total_steps, discriminator.trainable_variables)
+    with strategy.scope() if strategy is not None else contextlib.nullcontext():
+        generator, base, discriminator = build_networks(args)
+        blocks = encoder_blocks(args.backbone) if base is not None else 0
+        steps_per_epoch = int(np.ceil(len(fit) / args.batch_size))
+        total_steps = steps_per_epoch * args.epochs
+        if base is not None:
+            set_trainable_depth(base, args.backbone, blocks)
+        generator_optimizer = make_optimizer(args, total_steps, generator.trainable_variables)
+        discriminator_optimizer = None
+        if discriminator is not None:
+            discriminator_optimizer = make_optimizer(args, total_steps, discriminator.trainable_variables)
     pixel_loss = losses.pixel_loss(args.pixel_loss)
     if discriminator is None:
         step = segmentation_step(generator, generator_optimizer, pixel_loss)
@@ -345,7 +355,7 @@ def train(args, run_dir: Path, fit, validation, box: CropBox):
 
         history = train_loop(
             step, dataset, epochs=last - first + 1, steps_per_epoch=steps_per_epoch,
-            on_epoch_end=on_epoch_end, description=f"{args.method} (depth {depth})",
+            on_epoch_end=on_epoch_end, description=f"{args.method} (depth {depth})", strategy=strategy,
         )
         offset = len(step_rows)
         for row in history.steps:
@@ -409,9 +419,7 @@ def main(argv=None):
           f"{box.frame[1]}x{box.frame[0]} frames, fitted on the training masks: it holds {int(held.sum())} of "
           f"{len(held)} of them and {int(box.holds(validation.masks).sum())} of {len(validation)} validation masks")
 
-    generator, discriminator, step_rows, epoch_rows, selection, train_seconds = train(
-        args, run_dir, fit, validation, box
-    )
+    generator, discriminator, step_rows, epoch_rows, selection, train_seconds = train(args, fit, validation, box)
     write_rows(run_dir / "steps.csv", step_rows)
     write_rows(run_dir / "history.csv", epoch_rows)
     (run_dir / "validation.json").write_text(json.dumps(selection, indent=2) + "\n")
