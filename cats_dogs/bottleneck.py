@@ -18,17 +18,13 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import time
-from pathlib import Path
 
-import keras
-import numpy as np
-
-from cats_dogs.model import OUTPUT_PARENT, TOP_WEIGHTS, build_top_model, load_splits, loss_for, make_parser, stack
+from cats_dogs.model import OUTPUT_PARENT, TOP_WEIGHTS, build_top_model, full_model, load_splits, loss_for, make_parser
 from common import cli
 from common.backbones import build_model, weights_fingerprint
 from common.errors import main_guard
 from common.features import FeatureCache, cache_namespace, extract_features
-from common.predict import write_labels
+from common.predict import MODEL_FILE, write_labels
 from common.reports import classification_metrics, finish_run, print_summary
 from common.training import make_run_dir, save_config, set_seed, standard_callbacks
 
@@ -74,23 +70,19 @@ def main(argv=None) -> dict:
         validation_data=(validation_features.features, validation_labels),
         epochs=args.epochs,
         batch_size=args.batch_size,
-        callbacks=standard_callbacks(run_dir, checkpoint_name=None),
+        callbacks=standard_callbacks(run_dir, tensorboard_log=args.tensorboard),
         verbose=2,
     )
     fit_seconds = time.perf_counter() - fit_start
     top.save_weights(run_dir / TOP_WEIGHTS)
-    stack(base, top, args.backbone).save(run_dir / "model.keras")
+    full_model(args.backbone, base, top).save(run_dir / MODEL_FILE)
     write_labels(run_dir, train.class_names)
 
     # 3. Report on the validation images.
     probabilities = top.predict(validation_features.features, batch_size=256, verbose=0)
-    val_loss = float(keras.losses.get(loss_for(train.num_classes))(
-        validation_labels.reshape(-1, 1) if train.num_classes == 2 else validation_labels, probabilities
-    ).numpy().mean())
     metrics = classification_metrics(validation_labels, probabilities, train.class_names)
     metrics.update(
         stage="bottleneck",
-        val_loss=val_loss,
         n_train=int(len(train_labels)),
         n_val=int(len(validation_labels)),
         backbone=args.backbone,

@@ -6,10 +6,14 @@
 What the textbook does, and what changed for Keras 3:
 - The base gets the top model trained by ``cats_dogs.bottleneck`` (starting
   from a random top would wreck the pretrained features with large gradients).
-- Everything below the last conv block is frozen: with
+- Everything below the last conv block is frozen (``--unfreeze-from``): with
   ``keras.applications.VGG16`` that is ``layers[:15]`` (``block5_conv1`` is
-  layer 15; the textbook's ``[:25]`` counted Keras 1 layers).
-- SGD, learning rate 1e-4, momentum 0.9, binary cross-entropy, 50 epochs.
+  layer 15; the textbook's ``[:25]`` counted Keras 1 layers); for
+  MobileNetV2 it is the last 7x7 stage, from ``block_14_expand``.
+- SGD, learning rate 1e-4, momentum 0.9, binary cross-entropy, 50 epochs; the
+  final epoch's model is saved and reported (no checkpoint is picked on the
+  validation images, which are the ones the result is measured on; with
+  ``--patience`` early stopping restores its best epoch, and says so).
 - Training images are augmented (shear_range=0.2, zoom_range=0.2,
   horizontal_flip=True); validation images are not.
 - The textbook's ``rescale=1/255`` is replaced by the backbone's own
@@ -31,13 +35,14 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from cats_dogs.model import OUTPUT_PARENT, TOP_WEIGHTS, build_top_model, load_splits, loss_for, make_parser, stack
+from cats_dogs.model import OUTPUT_PARENT, TOP_WEIGHTS, build_top_model, full_model, load_splits, loss_for, make_parser
 from common import cli
 from common.augment import Augmenter
-from common.backbones import build_base, freeze_below, get_spec
+from common.backbones import build_base, freeze_below
 from common.data import make_dataset
 from common.errors import UserError, main_guard
-from common.predict import write_labels
+from common.files import first_line
+from common.predict import MODEL_FILE, write_labels
 from common.reports import classification_metrics, finish_run, print_summary
 from common.training import latest_run, make_run_dir, save_config, set_seed, standard_callbacks
 
@@ -52,12 +57,10 @@ def parse_args(argv=None):
                        f"of the newest {OUTPUT_PARENT}/bottleneck-* run)")
     stage.add_argument("--learning-rate", type=float, default=1e-4, help="SGD learning rate (default: 1e-4)")
     stage.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (default: 0.9)")
-    stage.add_argument("--unfreeze-from", default=None,
-                       help="first trainable layer of the base, by name or index (default: the last "
-                       "conv block: block5_conv1 for vgg16, mixed9 for inception_v3, "
-                       "block_16_expand for mobilenet_v2)")
+    cli.add_unfreeze_argument(stage)
     stage.add_argument("--patience", type=int, default=None,
-                       help="stop after this many epochs without a better val_accuracy (default: off)")
+                       help="stop after this many epochs without a better val_accuracy and keep the best "
+                       "epoch's weights (default: off, the last epoch is kept)")
     return cli.resolve(parser.parse_args(argv))
 
 
@@ -106,15 +109,13 @@ def main(argv=None) -> dict:
     try:
         top.load_weights(top_path)
     except Exception as error:
-        raise UserError(f"top-model weights {top_path} do not fit this model: {str(error).splitlines()[0]}") from None
-    model = stack(base, top, args.backbone)
+        raise UserError(f"top-model weights {top_path} do not fit this model: {first_line(error)}") from None
+    model = full_model(args.backbone, base, top)
 
     # 2. Freeze everything below the last conv block, then compile.
-    first_trainable = args.unfreeze_from or get_spec(args.backbone).unfreeze_from
-    if isinstance(first_trainable, str) and first_trainable.isdigit():
-        first_trainable = int(first_trainable)
-    index = freeze_below(base, first_trainable)
-    print(f"frozen: {args.backbone} layers[:{index}]; trainable from {base.layers[index].name}")
+    index = freeze_below(base, args.unfreeze_from)
+    first = base.layers[index].name if index < len(base.layers) else "nothing (the whole base frozen)"
+    print(f"frozen: {args.backbone} layers[:{index}]; trainable from {first}")
     model.compile(
         optimizer=keras.optimizers.SGD(learning_rate=args.learning_rate, momentum=args.momentum),
         loss=loss_for(train.num_classes),
@@ -128,7 +129,7 @@ def main(argv=None) -> dict:
                               seed=args.seed, augment=augmenter, cache_in_memory=True)
     validation_data = make_dataset(validation.paths, validation.labels, size, args.batch_size,
                                    cache_in_memory=True)
-    before_loss, before_accuracy = model.evaluate(validation_data, verbose=0)
+    _, before_accuracy = model.evaluate(validation_data, verbose=0)
     print(f"before fine-tuning: val_accuracy {before_accuracy:.4f}")
 
     fit_start = time.perf_counter()
@@ -136,25 +137,26 @@ def main(argv=None) -> dict:
         train_data,
         validation_data=validation_data,
         epochs=args.epochs,
-        callbacks=standard_callbacks(run_dir, "best.weights.h5", patience=args.patience),
+        callbacks=standard_callbacks(run_dir, patience=args.patience, tensorboard_log=args.tensorboard),
         shuffle=False,  # the tf.data pipeline already reshuffles every epoch
         verbose=2,
     )
     fit_seconds = time.perf_counter() - fit_start
-    model.save(run_dir / "model.keras")
+    model.save(run_dir / MODEL_FILE)
     write_labels(run_dir, train.class_names)
 
-    # 4. Report the final model on the validation images.
+    # 4. Report the saved model on the validation images: the last epoch's, or early stopping's best.
     probabilities = model.predict(validation_data, verbose=0)
-    val_loss, _ = model.evaluate(validation_data, verbose=0)
     metrics = classification_metrics(validation.labels, probabilities, train.class_names)
     val_history = history.history.get("val_accuracy", [])
+    best_epoch = int(np.argmax(val_history)) + 1 if val_history else None
     metrics.update(
         stage="finetune",
-        val_loss=float(val_loss),
         val_accuracy_before=float(before_accuracy),
+        # Early stopping puts its best epoch's weights back at the end of training, stopped or not.
+        reported_epoch=best_epoch if args.patience else len(val_history),
         best_val_accuracy=float(max(val_history)) if val_history else None,
-        best_epoch=int(np.argmax(val_history)) + 1 if val_history else None,
+        best_epoch=best_epoch,
         epochs_run=len(val_history),
         n_train=len(train),
         n_val=len(validation),

@@ -6,7 +6,7 @@ from pathlib import Path
 import keras
 
 from common import cli
-from common.backbones import BackbonePreprocess
+from common.backbones import build_model
 from common.data import ImageFolder, load_image_folder
 
 OUTPUT_PARENT = "runs/cats_dogs"
@@ -59,11 +59,7 @@ def loss_for(num_classes: int) -> str:
     return "binary_crossentropy" if num_classes == 2 else "sparse_categorical_crossentropy"
 
 
-def stack(base: keras.Model, top: keras.Model, backbone: str) -> keras.Model:
-    """Raw pixels -> backbone preprocessing -> base (BatchNorm in inference mode) -> top model."""
-    size = base.input_shape[1]
-    inputs = keras.Input((size, size, 3), name="pixels")
-    x = BackbonePreprocess(backbone)(inputs)
-    x = base(x, training=False)
-    outputs = top(x)
-    return keras.Model(inputs, outputs, name=f"cats_dogs_{backbone}")
+def full_model(backbone: str, base: keras.Model, top: keras.Model) -> keras.Model:
+    """Raw pixels -> the backbone's preprocessing -> base (BatchNorm in inference mode) -> top model."""
+    model, _ = build_model(backbone, base=base, head=top, name=f"cats_dogs_{backbone}")
+    return model

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from common.cli import parser_from_doc
 from common.errors import UserError, main_guard
-from common.files import check_not_inside, download, find_folder_with, place_file
+from common.files import check_apart, fetch, find_folder_with, place_file
 
 URL = "https://storage.googleapis.com/mledu-datasets/cats_and_dogs_filtered.zip"
 CLASSES = ("cats", "dogs")
@@ -59,8 +59,6 @@ def plan_from_kaggle(source: Path) -> list[tuple[Path, Path]]:
 
 
 def make_plan(source: Path) -> list[tuple[Path, Path]]:
-    if not source.exists():
-        raise UserError(f"--from folder {source} does not exist")
     filtered = find_folder_with(source, "train/cats", "train/dogs", "validation/cats", "validation/dogs")
     if filtered is not None:
         return plan_from_filtered(filtered)
@@ -76,15 +74,11 @@ def make_plan(source: Path) -> list[tuple[Path, Path]]:
 
 
 def prepare(source: Path | None, data_dir: Path, link: bool = False) -> dict[str, int]:
-    if source is None:
-        extracted = download(
-            URL,
-            "cats_and_dogs_filtered.zip",
-            "pass --from DIR with an unpacked cats_and_dogs_filtered folder or Kaggle's train/ folder",
-        )
-        source = extracted
-    source = Path(source).expanduser()
-    check_not_inside(data_dir, source)
+    source = fetch(
+        source, url=URL, file_name="cats_and_dogs_filtered.zip",
+        alternative="pass --from DIR with an unpacked cats_and_dogs_filtered folder or Kaggle's train/ folder",
+    )
+    check_apart(data_dir, source)
     plan = make_plan(source)
     written = 0
     for file, relative in tqdm(plan, desc="placing images", unit="img", leave=False):

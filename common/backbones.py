@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import os
 from pathlib import Path
 
 import keras
 
 from common.errors import UserError
+from common.files import first_line, keras_home, offline_error
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,8 +29,6 @@ class BackboneSpec:
     default_size: int
     min_size: int
     weights_file: str  # the official no-top ImageNet file, named in offline errors
-    unfreeze_from: str  # default first trainable layer when fine-tuning (see UNFREEZE_FROM)
-    pooled_dim: int
 
     def preprocess(self, images):
         return getattr(keras.applications, self.module).preprocess_input(images)
@@ -62,18 +60,14 @@ UNFREEZE_FROM = {
 BACKBONES = {
     spec.name: spec
     for spec in (
-        BackboneSpec(
-            "vgg16", "VGG16", "vgg16", 224, 32,
-            "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5", UNFREEZE_FROM["vgg16"][0], 512,
-        ),
+        BackboneSpec("vgg16", "VGG16", "vgg16", 224, 32, "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"),
         BackboneSpec(
             "inception_v3", "InceptionV3", "inception_v3", 299, 75,
-            "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5", UNFREEZE_FROM["inception_v3"][0], 2048,
+            "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5",
         ),
         BackboneSpec(
             "mobilenet_v2", "MobileNetV2", "mobilenet_v2", 224, 32,
             "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5",
-            UNFREEZE_FROM["mobilenet_v2"][0], 1280,
         ),
     )
 }
@@ -102,14 +96,6 @@ class BackbonePreprocess(keras.layers.Layer):
         return {**super().get_config(), "backbone": self.backbone}
 
 
-def keras_cache_dir() -> Path:
-    """Where Keras's ``get_file`` looks for ``weights='imagenet'`` files."""
-    home = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")).expanduser()
-    if not os.access(home if home.exists() else home.parent, os.W_OK):
-        home = Path("/tmp/.keras")
-    return home / "models"
-
-
 def build_base(name: str, weights: str = "imagenet", image_size: int | None = None) -> keras.Model:
     """The convolutional base without its classifier, with clear errors for bad weights."""
     spec = get_spec(name)
@@ -121,15 +107,14 @@ def build_base(name: str, weights: str = "imagenet", image_size: int | None = No
     if weights in (None, "none", "None"):
         return constructor(weights=None, **kwargs)
     if weights == "imagenet":
-        cached = keras_cache_dir() / spec.weights_file
+        folder = keras_home() / "models"
         try:
             return constructor(weights="imagenet", **kwargs)
         except Exception as error:  # get_file raises a bare Exception when offline
-            if cached.exists():
+            if (folder / spec.weights_file).exists():
                 raise
-            raise UserError(
-                f"could not download the ImageNet weights {spec.weights_file} ({_first_line(error)}). "
-                f"Without a network, put that file at {cached}, or pass --weights /path/to/{spec.weights_file}"
+            raise offline_error(
+                spec.weights_file, error, folder, f"pass --weights /path/to/{spec.weights_file}"
             ) from None
     path = Path(weights).expanduser()
     if not path.is_file():
@@ -140,12 +125,7 @@ def build_base(name: str, weights: str = "imagenet", image_size: int | None = No
     try:
         return constructor(weights=str(path), **kwargs)
     except Exception as error:
-        raise UserError(f"weights file {path} does not fit {name}: {_first_line(error)}") from None
-
-
-def _first_line(error: Exception) -> str:
-    text = str(error).strip().splitlines()
-    return text[0][:300] if text else type(error).__name__
+        raise UserError(f"weights file {path} does not fit {name}: {first_line(error)}") from None
 
 
 def weights_fingerprint(model: keras.Model) -> str:
@@ -228,6 +208,16 @@ def freeze_below(base: keras.Model, first_trainable: str | int | None) -> int:
     ``block5_conv1``, index 15: the textbook's ``layers[:25]`` is a Keras 1
     count and would freeze everything. Compile the model *after* calling this:
     Keras reads the flags when it compiles.
+
+    BatchNormalization layers stay frozen above the cut too, so that they run
+    in inference mode with ImageNet's statistics. Calling the base with
+    ``training=False`` is not enough in Keras 3: an outer model trained with
+    ``fit`` (``training=True``) overrides it for every layer inside
+    (keras-team/keras#20285; measured here: with MobileNetV2 unfrozen from
+    block_14_expand, two steps of ``fit`` moved block_16_project_BN's moving
+    mean, so fine-tuning normalised with batch statistics of 16-32 images).
+    A BatchNormalization layer with ``trainable=False`` runs in inference
+    mode whatever its call says; its scale and offset stay ImageNet's too.
     """
     if first_trainable is None or (isinstance(first_trainable, str) and first_trainable.lower() == "none"):
         base.trainable = False
@@ -235,7 +225,7 @@ def freeze_below(base: keras.Model, first_trainable: str | int | None) -> int:
     index = layer_index(base, first_trainable)
     base.trainable = True
     for position, layer in enumerate(base.layers):
-        layer.trainable = position >= index
+        layer.trainable = position >= index and not isinstance(layer, keras.layers.BatchNormalization)
     return index
 
 

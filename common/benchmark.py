@@ -30,6 +30,7 @@ from common.cli import parser_from_doc
 from common.data import decode_image, load_image_folder
 from common.errors import UserError, main_guard
 from common.features import FeatureCache, cache_namespace, extract_features
+from common.reports import pyplot
 from common.training import make_run_dir, save_config
 
 
@@ -103,11 +104,7 @@ def main(argv=None) -> dict:
 
 
 def plot(result: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     figure, (left, right) = plt.subplots(1, 2, figsize=(10, 3.5))
     left.barh(["full pipeline", "bare forward"],
               [result["pipeline_images_per_second"], result["bare_forward_images_per_second"]],

@@ -77,25 +77,36 @@ def add_common_arguments(
     training.add_argument("--epochs", type=int, default=epochs, help=f"(default: {epochs})")
     training.add_argument("--batch-size", type=int, default=batch_size, help=f"(default: {batch_size})")
     training.add_argument("--seed", type=int, default=0, help="seed for splits, shuffling and initialisation (default: 0)")
+    add_tensorboard_argument(training)
     parser.set_defaults(_textbook_backbone=backbone, _textbook_size=image_size, _output_parent=output_parent)
 
 
-def add_unfreeze_argument(group, default: str | None = None, what: str = "fine-tuning") -> None:
+def add_tensorboard_argument(group) -> None:
+    """``--tensorboard``: every training command can log to TensorBoard, into its run folder."""
+    group.add_argument(
+        "--tensorboard",
+        action="store_true",
+        help="also log the training curves for TensorBoard into <run folder>/tensorboard "
+        "(view with: tensorboard --logdir <run folder>)",
+    )
+
+
+def add_unfreeze_argument(group, default: str | None = None, why: str = "") -> None:
     """``--unfreeze-from LAYER``: the one name every command gives the first trainable layer.
 
     ``default=None`` means the backbone's own cut point (``common.backbones.UNFREEZE_FROM``),
     filled in by ``resolve``; a command with a textbook value of its own (flower17's
-    ``layers[:5]``) passes it.
+    ``layers[:5]``) passes it, and ``why`` says where it comes from.
     """
     if default is None:
         shown = ", ".join(f"{layer} for {name}" for name, (layer, _) in UNFREEZE_FROM.items())
     else:
-        shown = default
+        shown = f"{default}, {why}" if why else default
     group.add_argument(
         "--unfreeze-from",
         default=default,
         metavar="LAYER",
-        help=f"first trainable layer of the base for {what}: a layer name, an index (5 freezes "
+        help="first trainable layer of the base when fine-tuning: a layer name, an index (5 freezes "
         f"layers[:5], 0 trains every layer) or 'none' (the whole base frozen) (default: {shown})",
     )
 

@@ -18,7 +18,6 @@ from common.errors import UserError
 
 # Formats TensorFlow's own decoders read; anything else is skipped with a warning.
 DECODABLE_FORMATS = {"JPEG", "PNG", "GIF", "BMP"}
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".tif", ".tiff", ".webp", ".ppm"}
 RESIZE_METHOD = "bilinear-antialias"
 
 
@@ -42,20 +41,6 @@ class ImageFolder:
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
-
-    def subset(self, indices) -> "ImageFolder":
-        indices = np.asarray(indices, dtype=int)
-        return ImageFolder(
-            root=self.root,
-            class_names=list(self.class_names),
-            paths=[self.paths[i] for i in indices],
-            labels=self.labels[indices],
-            skipped=[],
-        )
-
-    def class_counts(self) -> dict[str, int]:
-        counts = np.bincount(self.labels, minlength=self.num_classes)
-        return {name: int(count) for name, count in zip(self.class_names, counts)}
 
 
 def check_image_file(path: Path) -> str | None:

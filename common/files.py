@@ -1,10 +1,11 @@
-"""Downloading data sets and laying them out without ever touching the user's copy.
+"""Downloading data sets and weights, and laying them out without ever touching the user's copy.
 
 Real users have a network, so the official URL through ``keras.utils.get_file``
 stays the default path; these machines (and many lab rooms) do not, so every
-download failure says which file is missing and how to point the command at a
-local copy instead. Preparing a layout copies or links files; it never moves,
-renames or deletes anything in the source.
+download failure says which file is missing, where Keras looks for it, and how
+to point the command at a local copy instead (``offline_error``: the one text
+every command prints). Preparing a layout copies or links files; it never
+moves, renames or deletes anything in the source.
 """
 from __future__ import annotations
 
@@ -15,18 +16,50 @@ from pathlib import Path
 from common.errors import UserError
 
 
-def download(url: str, file_name: str, local_hint: str, extract: bool = True) -> Path:
-    """``keras.utils.get_file`` with a clear offline error; returns the (extracted) path."""
+def keras_home() -> Path:
+    """Keras's cache folder: ``$KERAS_HOME``, else ``~/.keras``; ``/tmp/.keras`` where that is not writable.
+
+    The same rule as ``keras.utils.get_file``, so an offline error names the
+    folder Keras will really look in (``datasets/`` for data, ``models/`` for
+    weights).
+    """
+    home = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")).expanduser()
+    if not os.access(home if home.exists() else home.parent, os.W_OK):
+        home = Path("/tmp/.keras")
+    return home
+
+
+def offline_error(file_name: str, error: Exception, folder: Path, alternative: str) -> UserError:
+    """The one message for a download that failed: which file, where to put it, what else to pass."""
+    return UserError(
+        f"could not download {file_name} ({first_line(error)}). "
+        f"Without a network, put {file_name} in {folder}/ and rerun, or {alternative}"
+    )
+
+
+def first_line(error: Exception) -> str:
+    text = str(error).strip().splitlines()
+    return text[0][:300] if text else type(error).__name__
+
+
+def fetch(local, *, url: str, file_name: str, alternative: str) -> Path:
+    """The user's local copy when one is given, else the official download (Keras's cache).
+
+    ``local`` is a path or None; ``alternative`` ends the offline error and
+    names the flag that takes a local copy (``pass --from DIR``). Returns the
+    local path, or where the archive was extracted.
+    """
+    if local is not None:
+        path = Path(local).expanduser()
+        if not path.exists():
+            raise UserError(f"{path} does not exist; {alternative}")
+        return path
     import keras
 
     try:
-        return Path(keras.utils.get_file(file_name, origin=url, extract=extract))
+        return Path(keras.utils.get_file(file_name, origin=url, extract=True))
     except Exception as error:  # get_file raises a bare Exception on URL failures
-        cache = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")).expanduser() / "datasets"
-        raise UserError(
-            f"could not download {file_name} from {url} ({str(error).splitlines()[0][:200]}). "
-            f"Without a network, put {file_name} in {cache}/, or {local_hint}"
-        ) from None
+        raise offline_error(file_name, error, keras_home() / "datasets", alternative) from None
 
 
 def place_file(source: Path, target: Path, link: bool) -> bool:
@@ -45,13 +78,13 @@ def place_file(source: Path, target: Path, link: bool) -> bool:
     return True
 
 
-def check_not_inside(target: Path, source: Path) -> None:
-    """Refuse to write a prepared layout into (or over) the user's source folder."""
-    target, source = Path(target).resolve(), Path(source).resolve()
-    if target == source or source in target.parents:
+def check_apart(output, source, flag: str = "--data-dir") -> None:
+    """Refuse an output folder inside the source folder, or around it: the source is only read."""
+    output, source = Path(output).resolve(), Path(source).resolve()
+    if output.is_relative_to(source) or source.is_relative_to(output):
         raise UserError(
-            f"the output folder {target} lies inside the source {source}; "
-            "choose a --data-dir outside it (the source is never written to)"
+            f"{flag} {output} overlaps {source}, which is only read, never written to; "
+            f"choose a {flag} outside it"
         )
 
 

@@ -1,12 +1,17 @@
-"""Prediction helpers shared by the examples: load a run's model, read one image, top-k labels.
+"""Prediction, the same for every example: a run folder and images in, a table of top-k labels out.
 
 A model saved by any example takes raw RGB pixels in 0..255 (its backbone's
 ``preprocess_input`` is a layer inside it), so predicting is: read the image
 exactly as training read it, resize it the same way, call the model. The one
 trap left is OpenCV, which hands back BGR: ``read_image_opencv`` converts it.
+
+``python -m cats_dogs.predict`` and ``python -m flowers.predict`` are both
+``predict_command``: the same arguments (``IMAGE ...``, ``--run-dir``,
+``--top-k``), the same table, the same result records.
 """
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +39,7 @@ def load_run_model(run_dir, model_file: str = MODEL_FILE):
     labels_path = run_dir / LABELS_FILE
     for path in (model_path, labels_path):
         if not path.is_file():
-            raise UserError(f"{path} does not exist; point --model at a finished training run's folder")
+            raise UserError(f"{path} does not exist; point --run-dir at a finished training run's folder")
     model = keras.saving.load_model(model_path, compile=False)
     class_names = [line.strip() for line in labels_path.read_text().splitlines() if line.strip()]
     outputs = model.output_shape[-1]
@@ -79,3 +84,88 @@ def top_k(probabilities, class_names: list[str], k: int = 5) -> list[tuple[str, 
         probabilities = np.array([1.0 - probabilities[0], probabilities[0]])
     order = np.argsort(-probabilities)[: max(1, k)]
     return [(class_names[i], float(probabilities[i])) for i in order]
+
+
+def find_run(run_dir, parent, stages: tuple[str, ...], train_command: str) -> Path:
+    """``run_dir`` if given, else the newest ``parent/<stage>-*`` holding a model, stages in order of preference."""
+    from common.training import latest_run
+
+    if run_dir:
+        return Path(run_dir)
+    for stage in stages:
+        run = latest_run(parent, stage, MODEL_FILE)
+        if run is not None:
+            return run
+    searched = " or ".join(f"{parent}/{stage}-*/" for stage in stages)
+    raise UserError(
+        f"no trained model in {searched} (the default run folders); run python -m {train_command} first, "
+        "or pass --run-dir FOLDER for a run written with --output-dir"
+    )
+
+
+def predict_images(run_dir, images, k: int = 5) -> list[dict]:
+    """One record per readable image: its best class and probability, all probabilities, the top ``k``.
+
+    Unreadable images are named on stderr and left out; if none is readable
+    that is an error.
+    """
+    model, class_names, size = load_run_model(run_dir)
+    pixels, readable, problems = [], [], []
+    for image in images:
+        try:
+            pixels.append(read_image(image, size))
+            readable.append(str(image))
+        except UserError as error:  # one bad file should not stop the others
+            problems.append(str(error))
+    for problem in problems:
+        print(f"skipped: {problem}", file=sys.stderr)
+    if not readable:
+        raise UserError("; ".join(problems))
+    probabilities = model.predict(np.stack(pixels), batch_size=32, verbose=0)
+    results = []
+    for image, vector in zip(readable, probabilities):
+        ranked = top_k(vector, class_names, k=len(class_names))
+        results.append({
+            "image": image,
+            "class": ranked[0][0],
+            "probability": ranked[0][1],
+            "probabilities": dict(ranked),
+            "top_k": ranked[: max(1, k)],
+        })
+    return results
+
+
+def print_table(results: list[dict]) -> None:
+    """image, rank, class, probability: one row per label of each image's top k."""
+    width = max([len("image")] + [len(result["image"]) for result in results])
+    label_width = max([len("class")] + [len(label) for result in results for label, _ in result["top_k"]])
+    print(f"{'image':<{width}}  rank  {'class':<{label_width}}  probability")
+    for result in results:
+        for rank, (label, probability) in enumerate(result["top_k"], start=1):
+            shown = result["image"] if rank == 1 else ""
+            print(f"{shown:<{width}}  {rank:>4}  {label:<{label_width}}  {probability:11.4f}")
+
+
+def predict_command(doc: str, argv, *, parent: str, stages: tuple[str, ...], train_command: str) -> list[dict]:
+    """The whole ``predict`` command of an example: parse, find the run, predict, print the table."""
+    from common.cli import parser_from_doc
+
+    parser = parser_from_doc(doc)
+    parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files to classify")
+    default_runs = " or ".join(f"{parent}/{stage}-*" for stage in stages)
+    parser.add_argument(
+        "--run-dir",
+        default=None,
+        metavar="FOLDER",
+        help=f"a training run folder holding {MODEL_FILE} and {LABELS_FILE} (default: the newest {default_runs})",
+    )
+    parser.add_argument("--top-k", type=int, default=5, metavar="K",
+                        help="how many classes to list per image, best first (default: 5, at most all)")
+    args = parser.parse_args(argv)
+    if args.top_k < 1:
+        parser.error("--top-k must be at least 1")
+    run = find_run(args.run_dir, parent, stages, train_command)
+    print(f"model: {run / MODEL_FILE}")
+    results = predict_images(run, args.images, args.top_k)
+    print_table(results)
+    return results

@@ -11,33 +11,56 @@ import json
 from pathlib import Path
 
 import numpy as np
+from sklearn.utils import check_array, check_consistent_length, column_or_1d
+
+
+def label_metrics(y_true, predicted, class_names: list[str]) -> dict:
+    """Accuracy, per-class accuracy (recall) and the confusion matrix of hard predictions.
+
+    Rows of the confusion matrix are the true classes, columns the predicted
+    ones (scikit-learn's layout); a class with no validation image has a
+    per-class accuracy of None.
+    """
+    from sklearn.metrics import accuracy_score, confusion_matrix, recall_score
+
+    labels = list(range(len(class_names)))
+    y_true = column_or_1d(y_true).astype(int)
+    predicted = column_or_1d(predicted).astype(int)
+    check_consistent_length(y_true, predicted)
+    if not len(y_true):
+        raise ValueError("no validation samples to score")
+    recall = recall_score(y_true, predicted, labels=labels, average=None, zero_division=np.nan)
+    return {
+        "val_accuracy": float(accuracy_score(y_true, predicted)),
+        "per_class_accuracy": {
+            name: (None if np.isnan(value) else float(value)) for name, value in zip(class_names, recall)
+        },
+        "confusion_matrix": confusion_matrix(y_true, predicted, labels=labels).tolist(),
+        "class_names": list(class_names),
+    }
 
 
 def classification_metrics(y_true, probabilities, class_names: list[str]) -> dict:
-    """Accuracy, per-class accuracy (recall) and the confusion matrix.
+    """``label_metrics`` of the most probable class, plus the log loss as ``val_loss``.
 
-    ``probabilities`` is (n,) for a sigmoid output or (n, classes) for softmax.
+    ``probabilities`` is (n,) or (n, 1) for a sigmoid output (the probability
+    of the second class) or (n, classes) for softmax.
     """
-    y_true = np.asarray(y_true).astype(int).ravel()
-    probabilities = np.asarray(probabilities)
-    if probabilities.ndim == 1 or probabilities.shape[-1] == 1:
-        predicted = (probabilities.ravel() >= 0.5).astype(int)
+    from sklearn.metrics import log_loss
+
+    probabilities = check_array(probabilities, ensure_2d=False, dtype=np.float64)
+    if probabilities.ndim == 2 and probabilities.shape[1] == 1:
+        probabilities = probabilities[:, 0]
+    if probabilities.ndim == 1:
+        predicted = (probabilities >= 0.5).astype(int)
     else:
-        predicted = probabilities.argmax(axis=-1)
-    classes = len(class_names)
-    confusion = np.zeros((classes, classes), dtype=int)
-    np.add.at(confusion, (y_true, predicted), 1)
-    totals = confusion.sum(axis=1)
-    per_class = {
-        name: (float(confusion[i, i] / totals[i]) if totals[i] else None)
-        for i, name in enumerate(class_names)
-    }
-    return {
-        "val_accuracy": float((predicted == y_true).mean()) if len(y_true) else float("nan"),
-        "per_class_accuracy": per_class,
-        "confusion_matrix": confusion.tolist(),
-        "class_names": list(class_names),
-    }
+        predicted = probabilities.argmax(axis=1)
+        # A float32 softmax sums to 1 only within ~1e-7, which log_loss warns about; rescaling changes no figure.
+        probabilities = probabilities / probabilities.sum(axis=1, keepdims=True)
+    metrics = label_metrics(y_true, predicted, class_names)
+    y_true = column_or_1d(y_true).astype(int)
+    metrics["val_loss"] = float(log_loss(y_true, probabilities, labels=list(range(len(class_names)))))
+    return metrics
 
 
 def write_metrics(run_dir, metrics: dict) -> Path:
@@ -46,27 +69,27 @@ def write_metrics(run_dir, metrics: dict) -> Path:
     return path
 
 
-def read_history(path) -> dict[str, list[float]]:
-    with open(path, newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    if not rows:
-        return {}
-    return {key: [float(row[key]) for row in rows] for key in rows[0]}
+def write_history(path, history: dict[str, list]) -> Path:
+    """A history dict (as from ``model.fit(...).history``) as CSV: one row per epoch.
 
-
-def write_history(path, history: dict[str, list[float]]) -> Path:
-    """Write a history dict (as from ``model.fit(...).history``) as CSV, one row per epoch."""
+    The first column is ``epoch``, counted from 1 as Keras prints it; a
+    history that carries its own ``epoch`` list (runs of several stages) keeps
+    it, so the file never has two.
+    """
+    history = dict(history)
+    rows = len(next(iter(history.values()), []))
+    epochs = history.pop("epoch", None) or list(range(1, rows + 1))
     keys = list(history)
-    rows = zip(*(history[key] for key in keys))
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["epoch", *keys])
-        for epoch, row in enumerate(rows):
+        for epoch, row in zip(epochs, zip(*(history[key] for key in keys))):
             writer.writerow([epoch, *row])
     return Path(path)
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib.pyplot drawing into files (the Agg backend), for machines without a display."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -77,7 +100,7 @@ def _pyplot():
 
 def plot_curves(history: dict[str, list[float]], path, x_label: str = "epoch", title: str = "") -> Path:
     """Accuracy and loss, training beside validation, against epochs (or iterations)."""
-    plt = _pyplot()
+    plt = pyplot()
     figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
     for axis, metric in ((left, "accuracy"), (right, "loss")):
         for key, style in ((metric, "-"), (f"val_{metric}", "--")):
@@ -99,20 +122,16 @@ def plot_curves(history: dict[str, list[float]], path, x_label: str = "epoch", t
 
 
 def plot_confusion(confusion, class_names: list[str], path, title: str = "") -> Path:
-    plt = _pyplot()
-    confusion = np.asarray(confusion)
+    """scikit-learn's ``ConfusionMatrixDisplay``: true classes down, predicted across, counts in the cells."""
+    from sklearn.metrics import ConfusionMatrixDisplay
+
+    plt = pyplot()
     size = max(4.0, 0.5 * len(class_names) + 2)
     figure, axis = plt.subplots(figsize=(size + 1, size))
-    image = axis.imshow(confusion, cmap="Blues")
-    figure.colorbar(image, ax=axis, fraction=0.046)
-    axis.set_xticks(range(len(class_names)), class_names, rotation=45, ha="right")
-    axis.set_yticks(range(len(class_names)), class_names)
+    display = ConfusionMatrixDisplay(np.asarray(confusion), display_labels=class_names)
+    display.plot(ax=axis, cmap="Blues", xticks_rotation=45, colorbar=True, values_format="d")
     axis.set_xlabel("predicted")
     axis.set_ylabel("true")
-    threshold = confusion.max() / 2 if confusion.size else 0
-    for (row, column), value in np.ndenumerate(confusion):
-        axis.text(column, row, str(value), ha="center", va="center",
-                  color="white" if value > threshold else "black", fontsize=8)
     axis.set_title(title or "confusion matrix (validation)")
     figure.tight_layout()
     figure.savefig(path, dpi=100)

@@ -96,16 +96,48 @@ def _jsonable(value):
     return value
 
 
+class EpochLog(keras.callbacks.CSVLogger):
+    """Keras' ``CSVLogger`` with epochs counted from 1, as Keras prints them and ``write_history`` writes them."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        super().on_epoch_end(epoch + 1, logs)
+
+
+def tensorboard(run_dir) -> keras.callbacks.TensorBoard:
+    """Keras' TensorBoard callback writing into ``run_dir/tensorboard`` (``--tensorboard``).
+
+    Look at it with ``tensorboard --logdir <run folder>``.
+    """
+    try:
+        import tensorboard as _  # noqa: F401  (tf.summary writes nothing without it)
+    except ImportError:
+        raise UserError("--tensorboard needs the tensorboard package: python -m pip install tensorboard") from None
+    return keras.callbacks.TensorBoard(log_dir=str(Path(run_dir) / "tensorboard"))
+
+
+def tensorboard_for_loop(run_dir, model: keras.Model, optimizer) -> keras.callbacks.CallbackList:
+    """The same TensorBoard callback for a loop that is not ``Model.fit``: call its
+    ``on_epoch_end(epoch, logs)`` (epoch from 0) and ``on_train_end()`` yourself."""
+    model.optimizer = optimizer  # TensorBoard logs the learning rate from it
+    callbacks = keras.callbacks.CallbackList([tensorboard(run_dir)], model=model)
+    callbacks.on_train_begin()
+    return callbacks
+
+
 def standard_callbacks(
     run_dir: Path,
-    checkpoint_name: str | None = "best.weights.h5",
+    checkpoint_name: str | None = None,
     patience: int | None = None,
     monitor: str = MONITOR,
+    tensorboard_log: bool = False,
 ) -> list[keras.callbacks.Callback]:
-    """CSV history, a best-only checkpoint and optional early stopping, all on ``val_accuracy``."""
-    callbacks: list[keras.callbacks.Callback] = [
-        keras.callbacks.CSVLogger(str(Path(run_dir) / "history.csv")),
-    ]
+    """CSV history, optionally a best-only checkpoint, early stopping and TensorBoard.
+
+    A checkpoint is written only where the command reloads it (flower17
+    reports its best epoch, as the textbook does); early stopping restores the
+    best epoch's weights, so the model it leaves is the one it chose.
+    """
+    callbacks: list[keras.callbacks.Callback] = [EpochLog(str(Path(run_dir) / "history.csv"))]
     if checkpoint_name:
         callbacks.append(
             keras.callbacks.ModelCheckpoint(
@@ -122,20 +154,9 @@ def standard_callbacks(
                 monitor=monitor, mode="max", patience=patience, restore_best_weights=True
             )
         )
+    if tensorboard_log:
+        callbacks.append(tensorboard(run_dir))
     return callbacks
-
-
-class BatchHistory(keras.callbacks.Callback):
-    """Loss and accuracy per training iteration, for the textbook's per-iteration plots."""
-
-    def __init__(self):
-        super().__init__()
-        self.iterations: list[dict] = []
-        self._seen = 0
-
-    def on_train_batch_end(self, batch, logs=None):
-        self._seen += 1
-        self.iterations.append({"iteration": self._seen, **{k: float(v) for k, v in (logs or {}).items()}})
 
 
 def set_seed(seed: int) -> None:

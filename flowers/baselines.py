@@ -8,9 +8,10 @@ Both are trained on exactly the images ``flowers.train`` trains on (the
 validation originals per class, so the three rows of Table 2 compare methods,
 not splits.
 
-- SVM: per image, a global colour feature (an HSV histogram, 8x8x8 bins) and a
-  local shape feature (HOG on the 128x128 grey image, OpenCV), standardised;
-  an RBF-kernel SVM (scikit-learn) on the concatenation.
+- SVM: per image, a global colour feature (an HSV histogram, 8x8x8 bins, OpenCV)
+  and a local shape feature (HOG of the 128x128 grey image: 16-pixel cells,
+  2x2-cell blocks, 9 orientations, scikit-image), standardised; an RBF-kernel
+  SVM (scikit-learn) on the concatenation.
 - CNN: four convolution / max-pooling blocks, global average pooling, dropout,
   softmax, trained from random weights on small images.
 
@@ -35,10 +36,10 @@ from common import cli
 from common.data import make_dataset, warn_skipped
 from common.errors import UserError, main_guard
 from common.predict import MODEL_FILE, write_labels
-from common.reports import classification_metrics, finish_run, plot_confusion, print_summary
+from common.reports import classification_metrics, finish_run, label_metrics, plot_confusion, print_summary
 from common.training import latest_run, make_run_dir, save_config, set_seed, standard_callbacks
+from flowers.data import DEFAULT_DATA_DIR, OUTPUT_PARENT, PreparedFlowers, load_prepared
 from flowers.table2 import row_from_metrics, write_table2
-from flowers.train import DEFAULT_DATA_DIR, OUTPUT_PARENT, cross_entropy, load_prepared
 
 HOG_SIZE = 128
 HISTOGRAM_BINS = (8, 8, 8)
@@ -63,6 +64,7 @@ def parse_args(argv=None):
     cnn.add_argument("--batch-size", type=int, default=32, help="(default: 32)")
     cnn.add_argument("--learning-rate", type=float, default=1e-3, help="Adam learning rate (default: 1e-3)")
     cnn.add_argument("--skip-cnn", action="store_true", help="leave out the CNN row")
+    cli.add_tensorboard_argument(cnn)
     parser.add_argument("--seed", type=int, default=0, help="(default: 0)")
     args = parser.parse_args(argv)
     if args.skip_svm and args.skip_cnn:
@@ -74,47 +76,20 @@ def parse_args(argv=None):
 
 # ---------------------------------------------------------------- SVM row
 def handcrafted_features(path) -> np.ndarray | None:
-    """Colour histogram (global) + HOG (local) of one image, or None if OpenCV cannot read it."""
+    """Colour histogram (global, L1-normalised) + HOG (local) of one image, or None if OpenCV cannot read it."""
     import cv2
+    from skimage.feature import hog
+    from sklearn.preprocessing import normalize
 
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)  # BGR
     if image is None:
         return None
     hsv = cv2.cvtColor(image, cv2.COLOR_BGR2HSV)
-    histogram = cv2.calcHist([hsv], [0, 1, 2], None, list(HISTOGRAM_BINS), [0, 180, 0, 256, 0, 256]).ravel()
-    histogram /= max(histogram.sum(), 1.0)
+    histogram = cv2.calcHist([hsv], [0, 1, 2], None, list(HISTOGRAM_BINS), [0, 180, 0, 256, 0, 256]).reshape(1, -1)
     grey = cv2.cvtColor(cv2.resize(image, (HOG_SIZE, HOG_SIZE), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2GRAY)
-    return np.concatenate([histogram, hog_features(grey)]).astype(np.float32)
-
-
-def hog_features(grey, cell: int = 16, bins: int = 9) -> np.ndarray:
-    """Dalal-Triggs HOG: unsigned gradient orientations per cell, 2x2-cell blocks, L2-Hys normalised.
-
-    Written out here because OpenCV 5 dropped ``cv2.HOGDescriptor`` from the
-    main package; the parameters are those of OpenCV's (16-pixel cells, 9 bins).
-    """
-    import cv2
-
-    grey = grey.astype(np.float32)
-    dx = cv2.Sobel(grey, cv2.CV_32F, 1, 0, ksize=1)
-    dy = cv2.Sobel(grey, cv2.CV_32F, 0, 1, ksize=1)
-    magnitude = np.hypot(dx, dy)
-    orientation = np.rad2deg(np.arctan2(dy, dx)) % 180.0
-    bin_index = np.minimum((orientation / (180.0 / bins)).astype(int), bins - 1)
-    cells_y, cells_x = grey.shape[0] // cell, grey.shape[1] // cell
-    histograms = np.zeros((cells_y, cells_x, bins), dtype=np.float32)
-    for y in range(cells_y):
-        for x in range(cells_x):
-            window = (slice(y * cell, (y + 1) * cell), slice(x * cell, (x + 1) * cell))
-            histograms[y, x] = np.bincount(bin_index[window].ravel(), magnitude[window].ravel(), minlength=bins)
-    blocks = []
-    for y in range(cells_y - 1):
-        for x in range(cells_x - 1):
-            block = histograms[y : y + 2, x : x + 2].ravel()
-            block = block / np.sqrt(np.sum(block**2) + 1e-6)
-            block = np.minimum(block, 0.2)
-            blocks.append(block / np.sqrt(np.sum(block**2) + 1e-6))
-    return np.concatenate(blocks)
+    # Dalal-Triggs HOG with OpenCV's HOGDescriptor parameters (which OpenCV 5 no longer ships).
+    shape = hog(grey, orientations=9, pixels_per_cell=(16, 16), cells_per_block=(2, 2), block_norm="L2-Hys")
+    return np.concatenate([normalize(histogram, norm="l1")[0], shape]).astype(np.float32)
 
 
 def feature_matrix(paths, description: str):
@@ -131,22 +106,21 @@ def feature_matrix(paths, description: str):
     return np.stack(rows), np.asarray(kept, dtype=int), skipped
 
 
-def svm_row(train_paths, y_train, validation_paths, y_validation, class_names, c: float, run_dir: Path):
+def svm_row(data: PreparedFlowers, c: float, run_dir: Path) -> dict:
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
     from sklearn.svm import SVC
 
     start = time.perf_counter()
-    x_train, kept_train, skipped_train = feature_matrix(train_paths, "handcrafted features (train)")
-    x_validation, kept_validation, skipped_validation = feature_matrix(validation_paths, "handcrafted features (validation)")
-    y_train, y_validation = y_train[kept_train], y_validation[kept_validation]
+    class_names = data.class_names
+    x_train, kept_train, skipped_train = feature_matrix(data.train_paths, "handcrafted features (train)")
+    x_validation, kept_validation, skipped_validation = feature_matrix(data.validation_paths, "handcrafted features (validation)")
+    y_train, y_validation = data.train_labels[kept_train], data.validation_labels[kept_validation]
     feature_seconds = time.perf_counter() - start
     print(f"SVM: {x_train.shape[1]} features per image; fitting on {len(y_train)} images")
     classifier = make_pipeline(StandardScaler(), SVC(C=c, kernel="rbf", gamma="scale"))
     classifier.fit(x_train, y_train)
-    predicted = classifier.predict(x_validation)
-    one_hot = np.eye(len(class_names))[predicted]
-    metrics = classification_metrics(y_validation, one_hot, class_names)
+    metrics = label_metrics(y_validation, classifier.predict(x_validation), class_names)  # an SVM gives no probabilities
     metrics.update(
         method="SVM (RBF) on HSV colour histogram + HOG",
         n_features=int(x_train.shape[1]),
@@ -179,14 +153,15 @@ def build_small_cnn(size: int, classes: int):
     return keras.Model(inputs, outputs, name="small_cnn")
 
 
-def cnn_row(train_paths, y_train, validation_paths, y_validation, class_names, args, run_dir: Path):
+def cnn_row(data: PreparedFlowers, args, run_dir: Path) -> tuple[dict, dict]:
     import keras
 
     start = time.perf_counter()
     size = (args.cnn_size, args.cnn_size)
-    train = make_dataset(train_paths, y_train, size, args.batch_size, shuffle=True, seed=args.seed, cache_in_memory=True)
-    validation = make_dataset(validation_paths, y_validation, size, 64, cache_in_memory=True)
-    model = build_small_cnn(args.cnn_size, len(class_names))
+    train = make_dataset(data.train_paths, data.train_labels, size, args.batch_size, shuffle=True, seed=args.seed,
+                         cache_in_memory=True)
+    validation = make_dataset(data.validation_paths, data.validation_labels, size, 64, cache_in_memory=True)
+    model = build_small_cnn(args.cnn_size, len(data.class_names))
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=args.learning_rate),
         loss="sparse_categorical_crossentropy",
@@ -195,15 +170,14 @@ def cnn_row(train_paths, y_train, validation_paths, y_validation, class_names, a
     # No checkpoint selection on the validation set: the last epoch is reported.
     history = model.fit(
         train, validation_data=validation, epochs=args.cnn_epochs,
-        callbacks=standard_callbacks(run_dir, checkpoint_name=None), shuffle=False, verbose=2,
+        callbacks=standard_callbacks(run_dir, tensorboard_log=args.tensorboard), shuffle=False, verbose=2,
     )
     probabilities = model.predict(validation, verbose=0)
-    metrics = classification_metrics(y_validation, probabilities, class_names)
+    metrics = classification_metrics(data.validation_labels, probabilities, data.class_names)
     metrics.update(
         method=f"small CNN from scratch ({args.cnn_size}x{args.cnn_size}, {args.cnn_epochs} epochs)",
-        val_loss=cross_entropy(y_validation, probabilities),
-        n_train=int(len(y_train)),
-        n_val=int(len(y_validation)),
+        n_train=len(data.train_labels),
+        n_val=len(data.validation_labels),
         epochs=args.cnn_epochs,
         seconds=round(time.perf_counter() - start, 2),
     )
@@ -234,18 +208,18 @@ def main(argv=None):
     args = parse_args(argv)
     set_seed(args.seed)
     started = time.perf_counter()
-    train_paths, y_train, validation_paths, y_validation, class_names, _ = load_prepared(args.data_dir)
+    data = load_prepared(args.data_dir)
     deep = deep_rows(args.deep_run)  # checked before the long work starts
     run_dir = make_run_dir(args.output_dir, OUTPUT_PARENT, "baselines")
     save_config(run_dir, vars(args))
-    write_labels(run_dir, class_names)
+    write_labels(run_dir, data.class_names)
 
     rows, metrics, history = [], {}, {}
     if not args.skip_svm:
-        metrics["svm"] = svm_row(train_paths, y_train, validation_paths, y_validation, class_names, args.svm_c, run_dir)
+        metrics["svm"] = svm_row(data, args.svm_c, run_dir)
         rows.append(row_from_metrics("this project: SVM, HSV histogram + HOG", metrics["svm"]))
     if not args.skip_cnn:
-        metrics["cnn"], history = cnn_row(train_paths, y_train, validation_paths, y_validation, class_names, args, run_dir)
+        metrics["cnn"], history = cnn_row(data, args, run_dir)
         rows.append(row_from_metrics(f"this project: small CNN from scratch, {args.cnn_epochs} epochs", metrics["cnn"]))
     rows.extend(deep)
     # The top-level keys describe the trained Keras model when there is one (the CNN), else the SVM.
@@ -257,7 +231,7 @@ def main(argv=None):
         "seconds": round(time.perf_counter() - started, 2),
         **metrics,
     }
-    write_table2(run_dir, rows, class_names)
+    write_table2(run_dir, rows, data.class_names)
     finish_run(run_dir, history, summary, title="flowers baselines")
     print((run_dir / "table2.md").read_text())
     print_summary(run_dir, summary)

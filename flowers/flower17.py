@@ -10,7 +10,7 @@ training, 10 validation photos) into ``--split-dir`` as ``train/<k>`` and
 ``validation/<k>``; the raw data folder is only read.
 
 The model is the textbook's: the pretrained base without its top, the layers
-before ``--freeze`` frozen (the textbook's ``layers[:5]``), then Flatten,
+before ``--unfreeze-from`` frozen (the textbook's ``layers[:5]``), then Flatten,
 Dense 1024 relu, Dropout 0.5, Dense 1024 relu, Dense softmax; categorical
 cross-entropy, SGD with learning rate 1e-4 and momentum 0.9, batch 16, up to
 100 epochs, with the textbook's augmentation (horizontal flip, zoom 0.3, shifts
@@ -23,8 +23,10 @@ matched); the final single-image prediction converts OpenCV's BGR to RGB and
 uses exactly the training preprocessing (the backbone's ``preprocess_input`` is
 inside the model, and the resize is the training pipeline's).
 
-Offline: put ``17flowers.tgz`` (from the URL below) in ``$KERAS_HOME/datasets/``,
-or unpack it and pass ``--data-dir`` the folder holding ``jpg/``.
+Without ``--data-dir`` (or with the default folder missing) the archive is
+downloaded from its official URL into Keras's cache. Offline: put
+``17flowers.tgz`` in ``$KERAS_HOME/datasets/``, or unpack it and pass
+``--data-dir`` the folder holding ``jpg/``.
 """
 from __future__ import annotations
 
@@ -43,14 +45,13 @@ import numpy as np
 
 from common import cli
 from common.augment import Augmenter
-from common.backbones import BackbonePreprocess, build_base, freeze_below
+from common.backbones import build_model, freeze_below
 from common.data import check_image_file, load_image_folder, make_dataset, split_per_class, warn_skipped
 from common.errors import UserError, main_guard
+from common.files import check_apart, fetch
 from common.predict import MODEL_FILE, read_image_opencv, write_labels
 from common.reports import classification_metrics, finish_run, print_summary
 from common.training import make_run_dir, save_config, set_seed, standard_callbacks
-from flowers.prepare import is_inside
-from flowers.train import cross_entropy
 
 URL = "https://www.robots.ox.ac.uk/~vgg/data/flowers/17/17flowers.tgz"
 ARCHIVE = "17flowers.tgz"
@@ -87,13 +88,9 @@ def parse_args(argv=None):
         "--split-dir", default=None,
         help="where the train/<k> and validation/<k> split is written (default: data/flower17_split/<classes>-seed<seed>)",
     )
-    group.add_argument(
-        "--freeze", default="5",
-        help="freeze the base's layers before this index or layer name; 'all' freezes the whole base "
-        "(default: 5, the textbook's layers[:5])",
-    )
+    cli.add_unfreeze_argument(group, default="5", why="the textbook's layers[:5] frozen")
     group.add_argument("--learning-rate", type=float, default=1e-4, help="SGD learning rate, momentum 0.9 (default: 1e-4)")
-    group.add_argument("--patience", type=int, default=10, help="early-stopping patience in epochs (default: 10)")
+    group.add_argument("--patience", type=int, default=10, help="early-stopping patience in epochs, 0 for none (default: 10)")
     group.add_argument(
         "--predict", default=None, metavar="IMAGE",
         help="image to classify at the end, read with OpenCV (default: the first validation image)",
@@ -122,22 +119,13 @@ def parse_classes(values: list[str]) -> list[int]:
 
 
 def find_images(data_dir: Path) -> Path:
-    """The jpg/ folder of the raw data set, downloading the archive when the default folder is empty."""
+    """The jpg/ folder of the raw data set; the official archive when the default folder is missing."""
     for candidate in (data_dir / "jpg", data_dir):
         if candidate.is_dir() and any(FILE_PATTERN.match(p.name) for p in candidate.iterdir()):
             return candidate
-    if str(data_dir) != DEFAULT_DATA_DIR:
+    if data_dir.resolve() != Path(DEFAULT_DATA_DIR).resolve():
         raise UserError(f"{data_dir} holds no jpg/image_0001.jpg ... ; pass the flower17 folder that holds jpg/")
-    from common.backbones import keras_cache_dir
-
-    try:
-        extracted = Path(keras.utils.get_file(ARCHIVE, origin=URL, extract=True))
-    except Exception as error:  # get_file raises a bare Exception when offline
-        raise UserError(
-            f"could not download {ARCHIVE} from {URL} ({str(error).splitlines()[0][:200]}). Without a "
-            f"network, put {ARCHIVE} in {keras_cache_dir().parent / 'datasets'}/ and rerun, or unpack it "
-            "and pass --data-dir <the folder holding jpg/>"
-        ) from None
+    extracted = fetch(None, url=URL, file_name=ARCHIVE, alternative="unpack it and pass --data-dir <the folder holding jpg/>")
     found = sorted(extracted.rglob("image_0001.jpg"))
     if not found:
         raise UserError(f"{ARCHIVE} unpacked to {extracted}, but it holds no image_0001.jpg")
@@ -147,8 +135,7 @@ def find_images(data_dir: Path) -> Path:
 def make_split(images_dir: Path, class_numbers: list[int], split_dir: Path, seed: int, data_dir: Path | None = None) -> dict:
     """Copy the chosen classes into split_dir/{train,validation}/<k>, 7:1 per class (seeded)."""
     for protected in (images_dir, data_dir or images_dir):
-        if is_inside(split_dir, protected) or is_inside(protected, split_dir):
-            raise UserError(f"--split-dir {split_dir} overlaps the data folder {protected}, which is only read; choose another")
+        check_apart(split_dir, protected, flag="--split-dir")
     paths, labels, skipped = [], [], []
     for file in sorted(images_dir.iterdir()):
         match = FILE_PATTERN.match(file.name)
@@ -198,23 +185,18 @@ def make_split(images_dir: Path, class_numbers: list[int], split_dir: Path, seed
     return record
 
 
-def build_model(backbone: str, weights: str, size: int, classes: int, freeze: str):
-    """The textbook's network: base (layers before ``freeze`` frozen) + Flatten/Dense/Dropout/Dense/softmax."""
-    base = build_base(backbone, weights, size)
-    if freeze == "all":
-        base.trainable = False
-        frozen = len(base.layers)
-    else:
-        frozen = freeze_below(base, int(freeze) if freeze.isdigit() else freeze)
-    pixels = keras.Input((size, size, 3), name="pixels")
-    x = BackbonePreprocess(backbone)(pixels)
-    x = base(x, training=False)  # BatchNorm layers (if any) stay in inference mode
-    x = keras.layers.Flatten()(x)
-    x = keras.layers.Dense(1024, activation="relu")(x)
-    x = keras.layers.Dropout(0.5)(x)
-    x = keras.layers.Dense(1024, activation="relu")(x)
-    outputs = keras.layers.Dense(classes, activation="softmax")(x)
-    return keras.Model(pixels, outputs, name=f"flower17_{backbone}"), base, frozen
+def textbook_head(classes: int) -> keras.Sequential:
+    """The textbook's new top: Flatten, Dense 1024 relu, Dropout 0.5, Dense 1024 relu, Dense softmax."""
+    return keras.Sequential(
+        [
+            keras.layers.Flatten(),
+            keras.layers.Dense(1024, activation="relu"),
+            keras.layers.Dropout(0.5),
+            keras.layers.Dense(1024, activation="relu"),
+            keras.layers.Dense(classes, activation="softmax"),
+        ],
+        name="flower17_head",
+    )
 
 
 @main_guard
@@ -246,7 +228,10 @@ def main(argv=None):
     # Validation images are never augmented.
     validation_data = make_dataset(validation.paths, validation.labels, size, args.batch_size, one_hot=classes, cache_in_memory=True)
 
-    model, base, frozen = build_model(args.backbone, args.weights, args.image_size, classes, args.freeze)
+    model, base = build_model(
+        args.backbone, args.weights, args.image_size, head=textbook_head(classes), name=f"flower17_{args.backbone}"
+    )
+    frozen = freeze_below(base, args.unfreeze_from)
     model.compile(
         optimizer=keras.optimizers.SGD(learning_rate=args.learning_rate, momentum=0.9),
         loss="categorical_crossentropy",
@@ -258,7 +243,7 @@ def main(argv=None):
     fit_start = time.perf_counter()
     history = model.fit(
         train_data, validation_data=validation_data, epochs=args.epochs, shuffle=False, verbose=2,
-        callbacks=standard_callbacks(run_dir, checkpoint_name=checkpoint, patience=args.patience),
+        callbacks=standard_callbacks(run_dir, checkpoint, patience=args.patience, tensorboard_log=args.tensorboard),
     )
     fit_seconds = time.perf_counter() - fit_start
     epochs_run = len(history.history["loss"])
@@ -269,7 +254,6 @@ def main(argv=None):
     probabilities = best.predict(validation_data, verbose=0)
     metrics = classification_metrics(validation.labels, probabilities, class_names)
     metrics.update(
-        val_loss=cross_entropy(validation.labels, probabilities),
         n_train=len(train),
         n_val=len(validation),
         backbone=args.backbone,

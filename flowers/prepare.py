@@ -34,10 +34,11 @@ from tqdm.auto import tqdm
 from common import cli
 from common.data import load_image_folder, split_per_class
 from common.errors import UserError, main_guard
+from common.files import check_apart, fetch
+from flowers.data import DEFAULT_DATA_DIR
 
 URL = "https://storage.googleapis.com/download.tensorflow.org/example_images/flower_photos.tgz"
 ARCHIVE = "flower_photos.tgz"
-DEFAULT_DATA_DIR = "data/flowers"
 VALIDATION_PER_CLASS = 200
 # The textbook's two offline views of every training photo.
 VIEWS = ("flip", "rot90")
@@ -66,24 +67,6 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def download() -> Path:
-    """Keras's own download-and-cache path; offline, say which file to put where."""
-    import keras
-
-    from common.backbones import keras_cache_dir
-
-    cache = keras_cache_dir().parent / "datasets"
-    try:
-        archive = keras.utils.get_file(ARCHIVE, origin=URL, extract=True)
-    except Exception as error:  # get_file raises a bare Exception when offline
-        raise UserError(
-            f"could not download {ARCHIVE} from {URL} ({str(error).splitlines()[0][:200]}). "
-            f"Without a network, put {ARCHIVE} in {cache}/ and rerun, or unpack it and pass "
-            "--from /path/to/flower_photos"
-        ) from None
-    return find_class_root(Path(archive))
-
-
 def find_class_root(path: Path) -> Path:
     """The folder that holds the class folders, wherever the archive unpacked it."""
     candidates = [path, path / "flower_photos", path.parent / "flower_photos"]
@@ -93,11 +76,6 @@ def find_class_root(path: Path) -> Path:
     for candidate in sorted(path.rglob("daisy")) if path.is_dir() else []:
         return candidate.parent
     raise UserError(f"the archive unpacked to {path}, but no flower_photos/<class>/ folders were found there")
-
-
-def is_inside(child: Path, parent: Path) -> bool:
-    child, parent = child.resolve(), parent.resolve()
-    return child == parent or parent in child.parents
 
 
 def write_view(source: Path, target: Path, view: str) -> None:
@@ -118,11 +96,7 @@ def write_view(source: Path, target: Path, view: str) -> None:
 def prepare(source, out, validation_per_class: int = VALIDATION_PER_CLASS, seed: int = 0) -> dict:
     """Split the originals, copy them, write the training views; return the split record."""
     source, out = Path(source), Path(out)
-    if is_inside(out, source) or is_inside(source, out):
-        raise UserError(
-            f"--data-dir {out} and the source {source} overlap; the source is never written to, "
-            "so choose an output folder outside it"
-        )
+    check_apart(out, source)
     folder = load_image_folder(source, description="flower photo folder")
     train_index, validation_index = split_per_class(folder.labels, validation_per_class, seed=seed)
     plan = {
@@ -175,7 +149,10 @@ def main(argv=None):
     args = parse_args(argv)
     if args.validation_per_class < 1:
         raise UserError(f"--validation-per-class must be at least 1, not {args.validation_per_class}")
-    source = Path(args.source).expanduser() if args.source else download()
+    source = fetch(args.source, url=URL, file_name=ARCHIVE,
+                   alternative="unpack it and pass --from /path/to/flower_photos")
+    if args.source is None:
+        source = find_class_root(source)
     if not source.is_dir():
         raise UserError(f"--from {source} is not a folder (expected flower_photos/<class>/<images>)")
     record = prepare(source, args.data_dir, args.validation_per_class, args.seed)

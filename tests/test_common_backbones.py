@@ -98,8 +98,12 @@ def test_freezing_by_name_index_or_none_and_the_default_table():
     from common.backbones import UNFREEZE_FROM, default_unfreeze_from, layer_index
 
     base = build_base("mobilenet_v2", "none", 32)
-    assert freeze_below(base, "5") == 5 and [layer.trainable for layer in base.layers[:6]] == [False] * 5 + [True]
-    assert freeze_below(base, 0) == 0 and all(layer.trainable for layer in base.layers)
+    def trainable_apart_from_batchnorm(layers):
+        return [layer.trainable for layer in layers if not isinstance(layer, keras.layers.BatchNormalization)]
+
+    assert freeze_below(base, "4") == 4 and trainable_apart_from_batchnorm(base.layers[:5]) == [False] * 3 + [True]
+    assert freeze_below(base, 0) == 0 and all(trainable_apart_from_batchnorm(base.layers))
+    assert not any(layer.trainable for layer in base.layers if isinstance(layer, keras.layers.BatchNormalization))
     assert freeze_below(base, "none") == len(base.layers) and not base.trainable_weights
     cut = freeze_below(base, default_unfreeze_from("mobilenet_v2"))
     assert base.layers[cut].name == "block_14_expand" == UNFREEZE_FROM["mobilenet_v2"][0]
@@ -108,3 +112,28 @@ def test_freezing_by_name_index_or_none_and_the_default_table():
         layer_index(base, "block_99_expand")
     with pytest.raises(UserError, match="outside"):
         layer_index(base, 10_000)
+
+
+def test_batchnorm_stays_in_inference_mode_when_the_model_around_the_base_is_trained():
+    """Keras 3 lets fit's training=True override base(x, training=False); freezing BN is what holds.
+
+    Fails without the BatchNormalization clause of freeze_below: the moving
+    mean of an unfrozen block moves (by about 1e-6 here) and the layer
+    normalises with batch statistics.
+    """
+    keras.utils.set_random_seed(0)
+    model, base = build_model("mobilenet_v2", "none", 32, head=keras.layers.Dense(2, activation="softmax"),
+                              pooling="avg")
+    index = freeze_below(base, "block_14_expand")
+    norms = [layer for layer in base.layers[index:] if isinstance(layer, keras.layers.BatchNormalization)]
+    convolutions = [layer for layer in base.layers[index:] if layer.trainable_weights]
+    assert norms and convolutions  # the unfrozen part trains, its BatchNorm layers do not
+    before = [np.array(layer.moving_mean) for layer in norms]
+    trained = {id(variable) for variable in model.trainable_weights}
+    assert all(id(layer.trainable_weights[0]) in trained for layer in convolutions)
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.1), loss="sparse_categorical_crossentropy")
+    pixels = np.random.default_rng(0).uniform(0, 255, (8, 32, 32, 3)).astype("float32")
+    model.fit(pixels, np.array([0, 1] * 4), epochs=2, verbose=0)
+    assert all(np.array_equal(b, np.array(layer.moving_mean)) for b, layer in zip(before, norms))
+    # and the model's output is what inference mode gives
+    assert np.allclose(model(pixels, training=True), model(pixels, training=False), atol=1e-6)

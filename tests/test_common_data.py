@@ -12,7 +12,7 @@ def test_classes_are_sorted_and_labels_follow_folders(tmp_path):
     draw_folder(tmp_path, classes=("zebra", "ant", "moth"), count=3)
     folder = load_image_folder(tmp_path)
     assert folder.class_names == ["ant", "moth", "zebra"]
-    assert folder.class_counts() == {"ant": 3, "moth": 3, "zebra": 3}
+    assert np.bincount(folder.labels).tolist() == [3, 3, 3]
     for path, label in zip(folder.paths, folder.labels):
         assert f"/{folder.class_names[label]}/" in path
 

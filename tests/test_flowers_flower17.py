@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from common.data import UnreadableImageWarning
@@ -19,7 +20,7 @@ def test_two_classes_end_to_end(tmp_path, capsys):
     with pytest.warns(UnreadableImageWarning, match="image_0005.jpg"):
         run = flower17.main(
             ["--data-dir", str(raw), "--split-dir", str(tmp_path / "split"), "--output-dir", str(tmp_path / "run"),
-             "--epochs", "2", "--patience", "1", *TINY]
+             "--epochs", "2", "--patience", "0", *TINY]
         )
     assert snapshot(raw) == before  # the raw data set is only read
 
@@ -38,9 +39,24 @@ def test_two_classes_end_to_end(tmp_path, capsys):
         assert (run / name).is_file(), name
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["n_train"] == 139 and metrics["n_val"] == 20
-    assert metrics["frozen_layers"] == 5 and metrics["epochs_run"] >= 1
-    assert len(metrics["single_image"]["probabilities"]) == 2
-    assert metrics["single_image"]["argmax"] in ("00", "01")
+    assert metrics["frozen_layers"] == 5 and metrics["frozen_layer_names"][1:] == [
+        "Conv1", "bn_Conv1", "Conv1_relu", "expanded_conv_depthwise"]  # the input layer's name has a counter
+    # The reported model is the best-on-validation checkpoint (no early stopping here to restore it):
+    # its accuracy is the best epoch's, and model.keras holds the checkpoint's weights.
+    history = (run / "history.csv").read_text().splitlines()
+    column = history[0].split(",").index("val_accuracy")
+    val_accuracy = [float(line.split(",")[column]) for line in history[1:]]
+    assert len(val_accuracy) == metrics["epochs_run"] == 2
+    assert metrics["val_accuracy"] == pytest.approx(max(val_accuracy), abs=1e-6)
+    assert metrics["best_epoch"] == val_accuracy.index(max(val_accuracy)) + 1
+    import keras
+
+    reported, checkpoint = (keras.saving.load_model(run / name) for name in ("model.keras", "mobilenet_v2_1.keras"))
+    for saved, best in zip(reported.get_weights(), checkpoint.get_weights()):
+        np.testing.assert_array_equal(saved, best)
+    vector = metrics["single_image"]["probabilities"]
+    assert len(vector) == 2 and sum(vector) == pytest.approx(1.0, abs=1e-4)
+    assert metrics["single_image"]["argmax"] == ["00", "01"][vector.index(max(vector))]
     config = json.loads((run / "config.json").read_text())
     assert config["augmentation"]["rotation_range"] == 30
     output = capsys.readouterr().out
@@ -49,7 +65,7 @@ def test_two_classes_end_to_end(tmp_path, capsys):
     # Rerunning on the same split reuses it; --predict takes any image.
     run2 = flower17.main(
         ["--data-dir", str(raw), "--split-dir", str(split), "--output-dir", str(tmp_path / "run2"),
-         "--epochs", "1", "--freeze", "all", "--predict", str(raw / "jpg" / "image_0100.jpg"), *TINY]
+         "--epochs", "1", "--unfreeze-from", "none", "--predict", str(raw / "jpg" / "image_0100.jpg"), *TINY]
     )
     metrics2 = json.loads((run2 / "metrics.json").read_text())
     assert metrics2["single_image"]["image"].endswith("image_0100.jpg")
@@ -89,3 +105,20 @@ def test_missing_data_folder_names_the_layout(tmp_path, capsys):
     with pytest.raises(SystemExit):
         flower17.main(["--data-dir", str(tmp_path / "nothing"), *TINY])
     assert "jpg/" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("spelling", ["data/flower17", "./data/flower17/", "ABSOLUTE"])
+def test_the_default_folder_missing_means_download_however_it_is_spelled(tmp_path, monkeypatch, capsys, spelling):
+    import keras
+
+    def offline(*args, **kwargs):
+        raise Exception("URL fetch failure: no network")
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(keras.utils, "get_file", offline)
+    data_dir = str(tmp_path / "data" / "flower17") if spelling == "ABSOLUTE" else spelling
+    with pytest.raises(SystemExit) as exit_info:
+        flower17.main(["--data-dir", data_dir, *TINY])
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err
+    assert "could not download 17flowers.tgz" in error and "--data-dir <the folder holding jpg/>" in error

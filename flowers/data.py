@@ -1,0 +1,58 @@
+"""What the flower commands share: where their folders are, and the prepared split as lists.
+
+``flowers.prepare`` writes the layout, ``flowers.train`` and ``flowers.baselines``
+read it here, so the three rows of Table 2 are trained and measured on the
+same files.
+"""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+
+from common.data import load_image_folder
+from common.errors import UserError
+
+DEFAULT_DATA_DIR = "data/flowers"
+OUTPUT_PARENT = "runs/flowers"
+
+
+@dataclasses.dataclass
+class PreparedFlowers:
+    """The prepared split: training files (originals, then their offline views) and validation originals."""
+
+    train_paths: list[str]
+    train_labels: np.ndarray
+    validation_paths: list[str]
+    validation_labels: np.ndarray
+    class_names: list[str]
+    original: np.ndarray  # over train_paths: True for an original photo, False for a flipped / rotated view
+
+
+def load_prepared(data_dir) -> PreparedFlowers:
+    """Read ``train/``, ``train_views/`` (if any) and ``validation/`` of a ``flowers.prepare`` folder.
+
+    ``original`` lets ``--finetune-augment`` draw its own random views of the
+    originals and leave the offline copies out.
+    """
+    data_dir = Path(data_dir)
+    if not (data_dir / "train").is_dir() or not (data_dir / "validation").is_dir():
+        raise UserError(
+            f"{data_dir} has no train/ and validation/ folders; make them first with "
+            f"python -m flowers.prepare --data-dir {data_dir} [--from /path/to/flower_photos]"
+        )
+    train = load_image_folder(data_dir / "train", description="training folder")
+    parts = [train]
+    if (data_dir / "train_views").is_dir():
+        parts.append(load_image_folder(data_dir / "train_views", train.class_names, description="views folder"))
+    validation = load_image_folder(data_dir / "validation", train.class_names, description="validation folder")
+    train_paths = [path for part in parts for path in part.paths]
+    return PreparedFlowers(
+        train_paths=train_paths,
+        train_labels=np.concatenate([part.labels for part in parts]),
+        validation_paths=validation.paths,
+        validation_labels=validation.labels,
+        class_names=train.class_names,
+        original=np.arange(len(train_paths)) < len(train.paths),
+    )
