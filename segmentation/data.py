@@ -25,8 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
-from common.data import IMAGE_SUFFIXES
 from common.errors import UserError
+
+#: Files read as images (by PIL); anything else in an images/ or masks/ folder is warned about.
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff"}
 
 PATIENT_SEPARATOR = "-IM-"  # Sunnybrook names: <patient>-IM-0001-<frame>.dcm.png
 

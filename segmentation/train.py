@@ -35,7 +35,8 @@ The output folder (default ``runs/segmentation/<method>-<time>/``) holds
 config.json, history.csv (per epoch) and steps.csv (every step), validation.json
 (the choices and the Dice per depth), metrics.json, per_image.csv, table3.md,
 curves.png, overlays.png, model.keras (the segmentation network: pixels of
-the window in, probabilities out) and segmenter.json (its window and threshold).
+the window in, probabilities out) and segmenter.json (its window and threshold);
+with ``--tensorboard``, tensorboard/ (``tensorboard --logdir RUN_DIR``).
 """
 from __future__ import annotations
 
@@ -306,13 +307,17 @@ def gan_step(generator, discriminator, generator_optimizer, discriminator_optimi
     return step
 
 
-def train(args, fit, validation, box: CropBox, strategy=None):
+def train(args, fit, validation, box: CropBox, run_dir=None, strategy=None):
     """Train phase by phase (one per encoder depth); keep the epoch with the best validation Dice.
+
+    With ``args.tensorboard``, every epoch's mean losses and validation Dice
+    also go to ``run_dir/tensorboard``.
 
     With a ``tf.distribute`` ``strategy``, the networks and optimizers are
     built in its scope and each step runs on every replica (``train_loop``).
     """
     from common.loop import train_loop
+    from common.training import tensorboard_for_loop
 
     with strategy.scope() if strategy is not None else contextlib.nullcontext():
         generator, base, discriminator = build_networks(args)
@@ -325,6 +330,7 @@ def train(args, fit, validation, box: CropBox, strategy=None):
         discriminator_optimizer = None
         if discriminator is not None:
             discriminator_optimizer = make_optimizer(args, total_steps, discriminator.trainable_variables)
+    board = tensorboard_for_loop(run_dir, generator, generator_optimizer) if args.tensorboard else None
     pixel_loss = losses.pixel_loss(args.pixel_loss)
     if discriminator is None:
         step = segmentation_step(generator, generator_optimizer, pixel_loss)
@@ -351,6 +357,8 @@ def train(args, fit, validation, box: CropBox, strategy=None):
             dice = mean_dice(probabilities, validation.masks)
             if dice > best["val_dice"]:
                 best.update(val_dice=dice, epoch=epoch, depth=depth, weights=generator.get_weights())
+            if board is not None:
+                board.on_epoch_end(epoch - 1, {**row, "depth": depth, "val_dice": dice})
             return {"global_epoch": epoch, "depth": depth, "val_dice": dice}
 
         history = train_loop(
@@ -366,6 +374,8 @@ def train(args, fit, validation, box: CropBox, strategy=None):
             row["seconds"] = round(time.perf_counter() - started, 1)
             epoch_rows.append(row)
 
+    if board is not None:
+        board.on_train_end()
     generator.set_weights(best.pop("weights"))
     probabilities = segment_frames(generator, box, validation.images)
     binarisation, by_binarisation = choose_binarisation(probabilities, validation.masks)
@@ -419,7 +429,7 @@ def main(argv=None):
           f"{box.frame[1]}x{box.frame[0]} frames, fitted on the training masks: it holds {int(held.sum())} of "
           f"{len(held)} of them and {int(box.holds(validation.masks).sum())} of {len(validation)} validation masks")
 
-    generator, discriminator, step_rows, epoch_rows, selection, train_seconds = train(args, fit, validation, box)
+    generator, discriminator, step_rows, epoch_rows, selection, train_seconds = train(args, fit, validation, box, run_dir)
     write_rows(run_dir / "steps.csv", step_rows)
     write_rows(run_dir / "history.csv", epoch_rows)
     (run_dir / "validation.json").write_text(json.dumps(selection, indent=2) + "\n")

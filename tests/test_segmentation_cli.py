@@ -30,7 +30,7 @@ def data(tmp_path_factory):
 def gan_run(data, tmp_path_factory):
     before = snapshot(data)
     run = train.main(["--method", "gan", "--data-dir", str(data), "--epochs", "2", "--unfreeze", "1",
-                      "--output-dir", str(tmp_path_factory.mktemp("runs") / "gan"), *TINY])
+                      "--tensorboard", "--output-dir", str(tmp_path_factory.mktemp("runs") / "gan"), *TINY])
     assert snapshot(data) == before  # nothing written into the data folder
     return run
 
@@ -60,6 +60,7 @@ def test_gan_run_writes_the_whole_folder(gan_run):
     config = json.loads((gan_run / "config.json").read_text())
     assert config["roi"]["size"] == 32 and config["method"] == "gan" and len(config["validation_patient_ids"]) == 2
     assert "Sensitivity" in (gan_run / "table3.md").read_text()
+    assert config["tensorboard"] is True and list((gan_run / "tensorboard").rglob("events.out.tfevents.*"))
 
 
 def test_evaluate_reproduces_the_reported_test_scores(gan_run, data):
