@@ -5,7 +5,9 @@
 
 Reads each run folder's metrics.json (test scores, written once at the end of
 segmentation.train) and config.json, and prints the textbook's three rows
-followed by one row per run, with the training time of each.
+followed by one row per run, with the training time of each. A
+``RUN_DIR/evaluation-<time>/`` folder (``segmentation.evaluate``) is read
+with its run's config.json.
 """
 from __future__ import annotations
 
@@ -25,10 +27,16 @@ def rows_of(run_dirs) -> list[tuple[str, dict]]:
         if not metrics_path.is_file():
             raise UserError(f"{metrics_path} does not exist; give folders of segmentation.train runs that scored test/")
         metrics = json.loads(metrics_path.read_text())
+        if not config_path.is_file() and (run_dir.parent / "config.json").is_file():
+            config_path = run_dir.parent / "config.json"  # an evaluation-<time>/ folder inside its run
         config = json.loads(config_path.read_text()) if config_path.is_file() else {}
         label = run_label(config)
+        if "image_size" in config:
+            label += f", {config['image_size']} px input"
+        if "epochs" in config:
+            label += f", {config['epochs']} epochs"
         if "train_seconds" in metrics:
-            label += f", {config.get('epochs', '?')} epochs, {metrics['train_seconds'] / 60:.1f} min"
+            label += f", {metrics['train_seconds'] / 60:.1f} min"
         rows.append((label, metrics["test"]))
     return rows
 

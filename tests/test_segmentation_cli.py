@@ -104,7 +104,7 @@ def test_bad_input_is_one_line_and_exit_status_2(data, tmp_path, capsys):
     assert not (tmp_path / "r").exists()
 
 
-def test_table3_puts_the_run_beside_the_textbook(gan_run, tmp_path):
+def test_table3_puts_the_run_beside_the_textbook(gan_run, data, tmp_path):
     metrics = json.loads((gan_run / "metrics.json").read_text())
     text = table3.main([str(gan_run), "--output", str(tmp_path / "t.md")])
     assert "| transfer-learning GAN (textbook) | its own 33 subjects | 0.9399 | 0.8968 | 0.9363* | - |" in text
@@ -112,3 +112,8 @@ def test_table3_puts_the_run_beside_the_textbook(gan_run, tmp_path):
     assert len(row) == 1 and "vgg16 (random)" in row[0] and "2 epochs" in row[0]
     assert f"{metrics['test']['dice']['mean']:.4f} +- {metrics['test']['dice']['std']:.4f}" in row[0]
     assert (tmp_path / "t.md").read_text() == text
+    # an evaluation-<time>/ folder written by segmentation.evaluate is labelled with its run's configuration
+    evaluation = gan_run / "evaluation-for-table3"
+    evaluate.main([str(gan_run), "--data-dir", str(data), "--output-dir", str(evaluation)])
+    row = table3.main([str(evaluation)]).splitlines()[5]
+    assert "vgg16 (random) (this project), 32 px input, 2 epochs" in row, row
