@@ -117,3 +117,10 @@ def test_table3_puts_the_run_beside_the_textbook(gan_run, data, tmp_path):
     evaluate.main([str(gan_run), "--data-dir", str(data), "--output-dir", str(evaluation)])
     row = table3.main([str(evaluation)]).splitlines()[5]
     assert "vgg16 (random) (this project), 32 px input, 2 epochs" in row, row
+
+
+def test_input_size_is_the_window_whatever_the_backbone():
+    # common.cli alone would give MobileNetV2 its ImageNet 224: the 128-pixel window upsampled, 4x the step time
+    assert train.parse_args(["--backbone", "mobilenet_v2", "--weights", "none"]).image_size == 128
+    assert train.parse_args(["--method", "unet", "--roi-size", "96"]).image_size == 96
+    assert train.parse_args(["--backbone", "mobilenet_v2", "--image-size", "224"]).image_size == 224
