@@ -1,0 +1,126 @@
+"""segmentation.train, evaluate and predict end to end on a few tiny synthetic frames (random VGG16 weights).
+
+The tests check the plumbing (phases, choices on validation, files, reloading,
+scores reproduced), not accuracy: a random-weight encoder trained for two
+epochs on a dozen 32 x 32 windows learns little.
+"""
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from flowers_synthetic import snapshot
+from segmentation import evaluate, predict, table3, train
+from segmentation_synthetic import make_dataset_folder
+
+TINY = ["--backbone", "vgg16", "--weights", "none", "--image-size", "32", "--roi-size", "32",
+        "--batch-size", "4", "--decoder-width", "4", "--validation-patients", "2"]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return make_dataset_folder(tmp_path_factory.mktemp("sunnybrook") / "lv", train_per_group=2, test_patients=2,
+                               frames=3, size=64)
+
+
+@pytest.fixture(scope="module")
+def gan_run(data, tmp_path_factory):
+    before = snapshot(data)
+    run = train.main(["--method", "gan", "--data-dir", str(data), "--epochs", "2", "--unfreeze", "1",
+                      "--tensorboard", "--output-dir", str(tmp_path_factory.mktemp("runs") / "gan"), *TINY])
+    assert snapshot(data) == before  # nothing written into the data folder
+    return run
+
+
+def test_gan_run_writes_the_whole_folder(gan_run):
+    for name in ("config.json", "metrics.json", "history.csv", "steps.csv", "validation.json", "per_image.csv",
+                 "table3.md", "curves.png", "overlays.png", "model.keras", "discriminator.keras", "segmenter.json"):
+        assert (gan_run / name).is_file(), name
+    metrics = json.loads((gan_run / "metrics.json").read_text())
+    assert set(metrics) == {"test", "per_patient", "train_seconds"}
+    assert set(metrics["test"]) == {"dice", "jaccard", "sensitivity", "precision", "images"}
+    assert metrics["test"]["images"] == 6 and set(metrics["test"]["dice"]) == {"mean", "std"}
+    assert sorted(metrics["per_patient"]) == ["SC-HF-I-50", "SC-HF-NI-51"]
+    assert metrics["per_patient"]["SC-HF-I-50"]["images"] == 3
+    # layer-wise fine-tuning: epoch 1 with the encoder frozen, epoch 2 with its top block released
+    with open(gan_run / "history.csv") as handle:
+        epochs = list(csv.DictReader(handle))
+    assert [row["depth"] for row in epochs] == ["0", "1"] and all(row["val_dice"] for row in epochs)
+    with open(gan_run / "steps.csv") as handle:
+        steps = list(csv.DictReader(handle))
+    assert len(steps) == 2 * 5  # 6 fit patients x 3 frames = 18 windows, 5 batches of 4 per epoch
+    for key in ("l1", "adversarial", "discriminator_loss", "d_real_scale1", "d_fake_scale4"):
+        assert key in steps[0], key
+    selection = json.loads((gan_run / "validation.json").read_text())
+    assert selection["depth"] in (0, 1) and selection["validation_images"] == 6
+    assert str(selection["depth"]) in selection["best_val_dice_by_depth"]
+    config = json.loads((gan_run / "config.json").read_text())
+    assert config["roi"]["size"] == 32 and config["method"] == "gan" and len(config["validation_patient_ids"]) == 2
+    assert "Sensitivity" in (gan_run / "table3.md").read_text()
+    assert config["tensorboard"] is True and list((gan_run / "tensorboard").rglob("events.out.tfevents.*"))
+
+
+def test_evaluate_reproduces_the_reported_test_scores(gan_run, data):
+    metrics = json.loads((gan_run / "metrics.json").read_text())
+    again = evaluate.main([str(gan_run), "--data-dir", str(data)])
+    for name in ("dice", "jaccard", "sensitivity", "precision"):
+        assert again["test"][name]["mean"] == pytest.approx(metrics["test"][name]["mean"], abs=1e-6)
+    assert list((gan_run).glob("evaluation-*/metrics.json"))
+
+
+def test_predict_writes_a_mask_and_an_overlay_per_image(gan_run, data, tmp_path):
+    from PIL import Image
+
+    images = sorted((data / "test" / "images").iterdir())[:2]
+    out = predict.main([str(image) for image in images] + ["--run", str(gan_run), "--output-dir", str(tmp_path / "p")])
+    per_image = {row["name"]: row for row in csv.DictReader(open(gan_run / "per_image.csv"))}
+    for image in images:
+        stem = image.name[: -len(".png")]
+        mask = np.asarray(Image.open(out / f"{stem}_mask.png"))
+        assert mask.shape == (64, 64) and set(np.unique(mask)) <= {0, 255}
+        assert np.asarray(Image.open(out / f"{stem}_overlay.png")).shape == (64, 64, 3)
+        expert = np.asarray(Image.open(data / "test" / "masks" / image.name))[..., 0] > 0
+        predicted = mask > 0
+        total = predicted.sum() + expert.sum()
+        dice = 2 * (predicted & expert).sum() / total if total else 1.0
+        assert dice == pytest.approx(float(per_image[image.name]["dice"]), abs=1e-5)
+    with pytest.raises(SystemExit) as exit_info:  # never overwrites what it wrote
+        predict.main([str(images[0]), "--run", str(gan_run), "--output-dir", str(out)])
+    assert exit_info.value.code == 2
+
+
+def test_bad_input_is_one_line_and_exit_status_2(data, tmp_path, capsys):
+    broken = tmp_path / "broken"
+    make_dataset_folder(broken, train_per_group=1, test_patients=1, frames=2, size=64)
+    next((broken / "train" / "masks").iterdir()).unlink()
+    with pytest.raises(SystemExit) as exit_info:
+        train.main(["--method", "unet", "--data-dir", str(broken), "--output-dir", str(tmp_path / "r"), *TINY])
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("error:") and "have no mask" in error and "\n" not in error
+    assert not (tmp_path / "r").exists()
+
+
+def test_table3_puts_the_run_beside_the_textbook(gan_run, data, tmp_path):
+    metrics = json.loads((gan_run / "metrics.json").read_text())
+    text = table3.main([str(gan_run), "--output", str(tmp_path / "t.md")])
+    assert "| transfer-learning GAN (textbook) | its own 33 subjects | 0.9399 | 0.8968 | 0.9363* | - |" in text
+    row = [line for line in text.splitlines() if "this project" in line]
+    assert len(row) == 1 and "vgg16 (random)" in row[0] and "2 epochs" in row[0]
+    assert f"{metrics['test']['dice']['mean']:.4f} +- {metrics['test']['dice']['std']:.4f}" in row[0]
+    assert (tmp_path / "t.md").read_text() == text
+    # an evaluation-<time>/ folder written by segmentation.evaluate is labelled with its run's configuration
+    evaluation = gan_run / "evaluation-for-table3"
+    evaluate.main([str(gan_run), "--data-dir", str(data), "--output-dir", str(evaluation)])
+    row = table3.main([str(evaluation)]).splitlines()[5]
+    assert "vgg16 (random) (this project), 32 px input, 2 epochs" in row, row
+
+
+def test_input_size_is_the_window_whatever_the_backbone():
+    # common.cli alone would give MobileNetV2 its ImageNet 224: the 128-pixel window upsampled, 4x the step time
+    assert train.parse_args(["--backbone", "mobilenet_v2", "--weights", "none"]).image_size == 128
+    assert train.parse_args(["--method", "unet", "--roi-size", "96"]).image_size == 96
+    assert train.parse_args(["--backbone", "mobilenet_v2", "--image-size", "224"]).image_size == 224
