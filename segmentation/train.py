@@ -52,9 +52,9 @@ from pathlib import Path
 
 import numpy as np
 
-from common import cli
+from common import cli, distribute
 from common.errors import UserError, main_guard
-from common.training import SCHEDULES, learning_rate, make_run_dir, save_config, set_seed
+from common.training import SCHEDULES, learning_rate, save_config, set_seed
 from segmentation import losses
 from segmentation.data import load_pairs, split_patients
 from segmentation.evaluate import MODEL_FILE, SEGMENTER_FILE, print_metrics, score_pairs, write_evaluation
@@ -412,6 +412,14 @@ def train(args, fit, validation, box: CropBox, run_dir=None, strategy=None):
 def main(argv=None):
     args = parse_args(argv)
     set_seed(args.seed)
+    with distribute.setup(args.distribute) as distribution:
+        return run(args, distribution)
+
+
+def run(args, distribution):
+    """Load, train, choose on validation, score test/ once; under ``--distribute`` the networks live in its scope."""
+    strategy = None if distribution.name == "none" else distribution.strategy
+    args.learning_rate = distribution.learning_rate(args.learning_rate, args.scale_learning_rate)
     data_dir = Path(args.data_dir)
     if not data_dir.is_dir():
         raise UserError(
@@ -427,8 +435,8 @@ def main(argv=None):
     fit, validation = train_pairs.subset(fit_rows), train_pairs.subset(validation_rows)
     box = CropBox.fit(fit.masks, args.roi_size)
     held = box.holds(fit.masks)
-    run_dir = make_run_dir(args.output_dir, OUTPUT_PARENT, args.method)
-    config = cli.config_of(args)
+    run_dir = distribution.make_run_dir(args.output_dir, OUTPUT_PARENT, args.method)
+    config = {**cli.config_of(args), **distribution.describe()}
     config.update(roi=box.to_dict(), fit_images=len(fit), validation_images=len(validation),
                   validation_patient_ids=sorted(set(validation.patients)))
     save_config(run_dir, config)
@@ -438,7 +446,8 @@ def main(argv=None):
           f"{box.frame[1]}x{box.frame[0]} frames, fitted on the training masks: it holds {int(held.sum())} of "
           f"{len(held)} of them and {int(box.holds(validation.masks).sum())} of {len(validation)} validation masks")
 
-    generator, discriminator, step_rows, epoch_rows, selection, train_seconds = train(args, fit, validation, box, run_dir)
+    generator, discriminator, step_rows, epoch_rows, selection, train_seconds = train(
+        args, fit, validation, box, run_dir, strategy=strategy)
     write_rows(run_dir / "steps.csv", step_rows)
     write_rows(run_dir / "history.csv", epoch_rows)
     (run_dir / "validation.json").write_text(json.dumps(selection, indent=2) + "\n")

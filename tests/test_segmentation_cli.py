@@ -124,3 +124,26 @@ def test_input_size_is_the_window_whatever_the_backbone():
     assert train.parse_args(["--backbone", "mobilenet_v2", "--weights", "none"]).image_size == 128
     assert train.parse_args(["--method", "unet", "--roi-size", "96"]).image_size == 96
     assert train.parse_args(["--backbone", "mobilenet_v2", "--image-size", "224"]).image_size == 224
+
+
+def test_distribute_mirrored_trains_as_one_device(data, tmp_path, monkeypatch):
+    """--distribute mirrored (one CPU replica here) builds the networks in its scope and takes the same steps."""
+    losses, strategies = {}, []
+    original = train.train
+
+    def recording_train(*args, strategy=None, **kwargs):
+        strategies.append(type(strategy).__name__)
+        return original(*args, strategy=strategy, **kwargs)
+
+    monkeypatch.setattr(train, "train", recording_train)
+    for mode in ("none", "mirrored"):
+        run = train.main(["--method", "gan", "--data-dir", str(data), "--epochs", "1", "--skip-test",
+                          "--distribute", mode, "--output-dir", str(tmp_path / mode), *TINY])
+        config = json.loads((run / "config.json").read_text())
+        assert config["distribute"] == mode and config["replicas"] == 1
+        with open(run / "steps.csv") as handle:
+            steps = list(csv.DictReader(handle))
+        losses[mode] = [(float(row["l1"]), float(row["discriminator_loss"])) for row in steps]
+    assert strategies == ["NoneType", "MirroredStrategy"]
+    assert len(losses["mirrored"]) == len(losses["none"]) == 5
+    np.testing.assert_allclose(losses["mirrored"], losses["none"], rtol=1e-4, atol=1e-6)
