@@ -29,10 +29,14 @@ Keras' RandomRotation / RandomTranslation / RandomShear / RandomZoom layers
 would resample four times, and they draw from a seed state that tf.data's
 parallel map reads and advances without a lock (measured on this module's
 former layer version: in one epoch of 64 batches, 4 repeated another batch's
-draws). The one resampling also takes less than half the CPU time of the four. Here each call takes one fresh seed from a ``tf.random.Generator``
-(an atomic update, safe in a parallel map), and every parameter is drawn from
-its own stream of that seed (``_STREAMS``), so no two are correlated, and the
-same ``seed`` gives the same sequence of outputs.
+draws). The one resampling also takes less than half the CPU time of the four. Here each call takes one seed,
+and every parameter is drawn from its own stream of that seed (``_STREAMS``),
+so no two are correlated. A direct call takes the next seed of a
+``tf.random.Generator``; in a tf.data pipeline, ``Augmenter.map`` gives each
+batch the seed of its position (``tf.data.Dataset.random`` zipped beside the
+batches), because a parallel map calls several batches at once and would
+hand out a generator's seeds in whatever order its threads run. Either way
+the same ``seed`` gives the same outputs, and every epoch new ones.
 """
 from __future__ import annotations
 
@@ -66,7 +70,9 @@ class Augmenter:
     channels): ``augmenter(images, training=True)``. With ``training=False``
     only ``rescale`` is applied, as for validation data. For segmentation,
     ``augmenter.pair(images, masks)`` moves each image and its mask by the
-    same draw. ``seed=None`` draws a new sequence every run.
+    same draw. ``seed=None`` draws a new sequence every run. In a tf.data
+    pipeline use ``augmenter.map(dataset)``: reproducible batch by batch
+    although the batches are augmented in parallel.
     """
 
     def __init__(
@@ -136,19 +142,20 @@ class Augmenter:
             or self.shear_range or self.zoom_range != (1.0, 1.0)
         )
 
-    def __call__(self, images, training: bool = True):
+    def __call__(self, images, training: bool = True, seed=None):
+        """``seed``: an optional stateless seed (two integers) for this batch's draws."""
         import tensorflow as tf
 
         images = _batch_of_images(images)
         if training:
-            draws = self._draw(tf.shape(images)[0])
+            draws = self._draw(tf.shape(images)[0], seed)
             images = self._move(images, draws, self.cval)
             images = self._photometric(images, draws)
         if self.rescale:
             images = images * self.rescale
         return images
 
-    def pair(self, images, masks, training: bool = True):
+    def pair(self, images, masks, training: bool = True, seed=None):
         """Augment images and their segmentation masks with the same geometric transform.
 
         ``masks`` hold 0/1 values, shape (batch, height, width) or (batch,
@@ -160,7 +167,7 @@ class Augmenter:
         and thresholded at one half, so it stays binary and its boundary is
         where the image's own boundary lands, not a nearest-neighbour
         staircase. Returns ``(images, masks)``, the masks in the dtype they
-        came in.
+        came in. ``seed`` as for a plain call.
         """
         import tensorflow as tf
 
@@ -170,7 +177,7 @@ class Augmenter:
         squeeze = masks.shape.rank == 3
         float_masks = tf.cast(masks[..., None] if squeeze else masks, tf.float32)
         if training:
-            draws = self._draw(tf.shape(images)[0])
+            draws = self._draw(tf.shape(images)[0], seed)
             images = self._photometric(self._move(images, draws, self.cval), draws)
             float_masks = tf.cast(self._move(float_masks, draws, 0.0) >= 0.5, tf.float32)
         if self.rescale:
@@ -178,11 +185,36 @@ class Augmenter:
         masks = tf.cast(float_masks[..., 0] if squeeze else float_masks, mask_dtype)
         return images, masks
 
-    def _draw(self, batch) -> dict:
-        """Every enabled parameter for ``batch`` images, each from its own stream of one fresh seed."""
+    def map(self, dataset, masks: bool = False, stream: int | None = None):
+        """Augment every batch of ``dataset`` in a parallel map, each batch from the seed of its position.
+
+        The elements are ``(images, labels...)``, or ``(images, masks)`` with
+        ``masks=True`` (then ``pair`` moves both). The seeds come from
+        ``tf.data.Dataset.random(seed)``, new at each iteration over the
+        dataset (each epoch), so the same seed gives the same epochs whatever
+        order the map's threads run in. ``stream`` (a worker's index in a
+        distributed run) is folded into every seed, so that workers given the
+        same seed still draw different transforms for their parts of a batch.
+        """
         import tensorflow as tf
 
-        seed = self._generator.make_seeds(1)[:, 0]
+        seeds = tf.data.Dataset.random(seed=self.seed, rerandomize_each_iteration=True).batch(2)
+        if stream is not None:
+            seeds = seeds.map(lambda seed: tf.random.experimental.stateless_fold_in(seed, stream))
+        if masks:
+            def augment(element, seed):
+                return self.pair(*element, training=True, seed=seed)
+        else:
+            def augment(element, seed):
+                return (self(element[0], training=True, seed=seed), *element[1:])
+        return tf.data.Dataset.zip((dataset, seeds)).map(augment, num_parallel_calls=tf.data.AUTOTUNE)
+
+    def _draw(self, batch, seed=None) -> dict:
+        """Every enabled parameter for ``batch`` images, each from its own stream of one seed (by default the generator's next)."""
+        import tensorflow as tf
+
+        if seed is None:
+            seed = self._generator.make_seeds(1)[:, 0]
 
         def uniform(name, low, high):
             stream = tf.random.experimental.stateless_fold_in(seed, _STREAMS[name])

@@ -247,8 +247,5 @@ def make_dataset(
         dataset = dataset.map(lambda image, label: (transform(image), label), num_parallel_calls=autotune)
     dataset = dataset.batch(batch_size)
     if augment is not None:
-        dataset = dataset.map(
-            lambda images, labels_: (augment(images, training=True), labels_),
-            num_parallel_calls=autotune,
-        )
+        dataset = augment.map(dataset, stream=None if shard is None else shard[1])
     return dataset.prefetch(autotune)

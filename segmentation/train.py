@@ -210,7 +210,7 @@ def training_dataset(images, masks, image_size: int, batch_size: int, seed: int,
     dataset = dataset.shuffle(len(images), seed=seed, reshuffle_each_iteration=True).repeat()
     dataset = dataset.batch(batch_size, drop_remainder=True).map(to_float, num_parallel_calls=autotune)
     if augmenter is not None:
-        dataset = dataset.map(augmenter.pair, num_parallel_calls=autotune)
+        dataset = augmenter.map(dataset, masks=True)
     return dataset.map(to_rgb, num_parallel_calls=autotune).prefetch(autotune)
 
 
