@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common.reports import pyplot
+from common.reports import pyplot, save_figure
 
 STEP_PANELS = (
     ("losses", ("l_c", "l_A", "l_d")),
@@ -51,12 +51,7 @@ def plot_steps(steps: list[dict], path, title: str = "") -> Path:
         axis.grid(alpha=0.3)
         if axis.get_legend_handles_labels()[0]:
             axis.legend()
-    if title:
-        figure.suptitle(title)
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-    return Path(path)
+    return save_figure(figure, path, title)
 
 
 def embed(features: np.ndarray, method: str = "tsne", seed: int = 0) -> np.ndarray:
@@ -105,11 +100,7 @@ def plot_features(panels: list[tuple[str, np.ndarray, np.ndarray]], source_label
         axis.set_xticks([])
         axis.set_yticks([])
     axes[0][-1].legend(fontsize=7, loc="best", ncol=2)
-    figure.suptitle(title or f"features in 2-D ({method.upper()}): colour = class, o = source, x = target")
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-    return Path(path)
+    return save_figure(figure, path, title or f"features in 2-D ({method.upper()}): colour = class, o = source, x = target")
 
 
 def plot_epochs(epochs: list[dict], path, title: str = "") -> Path:
@@ -129,9 +120,4 @@ def plot_epochs(epochs: list[dict], path, title: str = "") -> Path:
         axis.grid(alpha=0.3)
         if axis.get_legend_handles_labels()[0]:
             axis.legend()
-    if title:
-        figure.suptitle(title)
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-    return Path(path)
+    return save_figure(figure, path, title)

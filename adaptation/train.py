@@ -65,7 +65,7 @@ from adaptation.schedules import LAMBDA_SCHEDULES, LEARNING_RATE_SCHEDULES
 from adaptation.selection import TRADE_OFF_GRID, prediction_entropy, select_by_entropy
 from common import cli, distribute
 from common.data import decode_image, split_per_class
-from common.errors import UserError, main_guard
+from common.errors import main_guard
 from common.files import check_apart
 from common.predict import MODEL_FILE, write_labels
 from common.reports import classification_metrics, plot_confusion, write_history, write_metrics

@@ -30,7 +30,7 @@ from common.cli import parser_from_doc
 from common.data import decode_image, load_image_folder
 from common.errors import UserError, main_guard
 from common.features import FeatureCache, cache_namespace, extract_features, forward_function
-from common.reports import pyplot
+from common.reports import pyplot, save_figure
 from common.training import make_run_dir, save_config
 
 
@@ -116,9 +116,7 @@ def plot(result: dict, path: Path) -> None:
                color=["tab:green", "tab:orange"])
     right.set_xlabel("seconds")
     right.set_title("feature time")
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
+    save_figure(figure, path)
 
 
 if __name__ == "__main__":

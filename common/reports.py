@@ -98,6 +98,16 @@ def pyplot():
     return plt
 
 
+def save_figure(figure, path, title: str = "", **tight_layout) -> Path:
+    """Title, tight layout, a 100-dpi PNG, then close: pyplot keeps every figure it made in memory until it is closed."""
+    if title:
+        figure.suptitle(title)
+    figure.tight_layout(**tight_layout)
+    figure.savefig(path, dpi=100)
+    pyplot().close(figure)
+    return Path(path)
+
+
 def plot_curves(history: dict[str, list[float]], path, x_label: str = "epoch", title: str = "") -> Path:
     """Accuracy and loss, training beside validation, against epochs (or iterations)."""
     plt = pyplot()
@@ -113,12 +123,7 @@ def plot_curves(history: dict[str, list[float]], path, x_label: str = "epoch", t
         axis.grid(alpha=0.3)
         if axis.get_legend_handles_labels()[0]:
             axis.legend()
-    if title:
-        figure.suptitle(title)
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-    return Path(path)
+    return save_figure(figure, path, title)
 
 
 def plot_confusion(confusion, class_names: list[str], path, title: str = "") -> Path:
@@ -133,10 +138,7 @@ def plot_confusion(confusion, class_names: list[str], path, title: str = "") -> 
     axis.set_xlabel("predicted")
     axis.set_ylabel("true")
     axis.set_title(title or "confusion matrix (validation)")
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-    return Path(path)
+    return save_figure(figure, path)
 
 
 def finish_run(run_dir, history: dict, metrics: dict, title: str = "") -> dict:

@@ -59,7 +59,7 @@ from common.features import (FeatureCache, add_shard_argument, cache_namespace, 
                              report_shard)
 from common.loop import train_loop
 from common.predict import MODEL_FILE, write_labels
-from common.reports import classification_metrics, finish_run, print_summary, pyplot
+from common.reports import classification_metrics, finish_run, print_summary, pyplot, save_figure
 from common.training import SCHEDULES, learning_rate, save_config, set_seed, tensorboard_for_loop
 from flowers.data import DEFAULT_DATA_DIR, OUTPUT_PARENT, PreparedFlowers, load_prepared
 from flowers.table2 import row_from_metrics, write_table2
@@ -570,9 +570,7 @@ def plot_against_iterations(rows: list[dict], history: dict, run_dir: Path) -> N
         axis.set_ylabel(metric)
         axis.grid(alpha=0.3)
         axis.legend()
-        figure.tight_layout()
-        figure.savefig(run_dir / f"{metric}.png", dpi=100)
-        plt.close(figure)
+        save_figure(figure, run_dir / f"{metric}.png")
 
 
 def report(args, run_dir: Path, model, bottlenecks: Bottlenecks, stages: dict, class_names, started) -> dict:

@@ -39,7 +39,7 @@ import time  # noqa: E402
 import numpy as np  # noqa: E402
 
 from common.errors import main_guard  # noqa: E402
-from common.reports import pyplot  # noqa: E402
+from common.reports import pyplot, save_figure  # noqa: E402
 from common.training import make_run_dir, save_config  # noqa: E402
 
 from .validation import InputError  # noqa: E402
@@ -284,11 +284,8 @@ def _plot(rows, path, args):
         axis.grid(alpha=0.3, which="both")
         if axis.get_legend_handles_labels()[0]:
             axis.legend()
-    figure.suptitle(f"JDA on synthetic data, d = {args.dim}, k = {args.n_components}, "
-                    f"T = {args.n_iter}, m = {args.n_landmarks} landmarks ({args.kernel})")
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
+    save_figure(figure, path, f"JDA on synthetic data, d = {args.dim}, k = {args.n_components}, "
+                f"T = {args.n_iter}, m = {args.n_landmarks} landmarks ({args.kernel})")
     return path
 
 

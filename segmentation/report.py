@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from common.reports import pyplot, save_figure
 from segmentation.metrics import METRICS
 
 #: Textbook Table 3, endocardium (Dice, Jaccard, Sensitivity), on its own data
@@ -28,15 +29,6 @@ TEXTBOOK_TABLE3 = [
 METHOD_NAMES = {"unet": "U-Net (from scratch)", "tlbsn": "TLBSN", "gan": "transfer-learning GAN"}
 EXPERT_COLOUR = "#00d000"
 PREDICTED_COLOUR = "#ff3030"
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def write_rows(path, rows: list[dict]) -> Path:
@@ -62,7 +54,7 @@ def _moving_average(values, window: int):
 
 def plot_curves(steps: list[dict], epochs: list[dict], path, title: str = "", chosen_epoch: int | None = None) -> Path:
     """Four panels: generator L1, generator adversarial loss, discriminator loss (per step), validation Dice."""
-    plt = _pyplot()
+    plt = pyplot()
     figure, axes = plt.subplots(2, 2, figsize=(12, 7.5))
     steps_per_epoch = max(1, len(steps) // max(1, len(epochs)))
     window = max(2, steps_per_epoch)
@@ -106,12 +98,7 @@ def plot_curves(steps: list[dict], epochs: list[dict], path, title: str = "", ch
     axis.set_xlabel("epoch")
     axis.grid(alpha=0.3)
     axis.legend(fontsize=8, loc="lower right")
-    if title:
-        figure.suptitle(title)
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-    return Path(path)
+    return save_figure(figure, path, title)
 
 
 def overlay_indices(names: list[str], count: int = 12) -> list[int]:
@@ -123,7 +110,7 @@ def overlay_indices(names: list[str], count: int = 12) -> list[int]:
 
 def plot_overlays(images, expert, predicted, names, scores, box, path, count: int = 12, title: str = "") -> Path:
     """A grid of frames with the expert contour (green) and the predicted one (red), zoomed on the ROI."""
-    plt = _pyplot()
+    plt = pyplot()
     chosen = overlay_indices(list(names), count)
     columns = min(4, max(1, len(chosen)))
     rows = int(np.ceil(len(chosen) / columns))
@@ -147,10 +134,7 @@ def plot_overlays(images, expert, predicted, names, scores, box, path, count: in
     figure.legend(handles=handles, loc="lower center", ncol=2, fontsize=9)
     if title:
         figure.suptitle(title, fontsize=10)
-    figure.tight_layout(rect=(0, 0.04, 1, 1))
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-    return Path(path)
+    return save_figure(figure, path, rect=(0, 0.04, 1, 1))
 
 
 def table3(rows: list[tuple[str, dict]]) -> str:
