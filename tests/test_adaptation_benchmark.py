@@ -1,0 +1,64 @@
+"""adaptation.benchmark end to end on a miniature flower_photos / flower17 pair (random VGG16 weights).
+
+It checks the table's plumbing, not accuracy: every requested row, one score
+per seed on the whole target, one training serving source-only and AdaBN,
+the JSON equal to what is printed, the data folders untouched.
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from adaptation import benchmark
+from adaptation.data import FLOWER17_PER_CLASS, SHARED_FLOWERS
+from conftest import draw_image, snapshot
+
+TARGET_PER_CLASS = 3
+
+
+@pytest.fixture
+def data_dir(tmp_path):
+    """<root>/flower_photos/<folder>/ (26 each: TCA keeps 100 components) and <root>/flower17/jpg/image_NNNN.jpg (3 of each shared class)."""
+    root = tmp_path / "shared"
+    rng = np.random.default_rng(0)
+    images = root / "flower17" / "jpg"
+    images.mkdir(parents=True)
+    for label, (folder, number) in enumerate(SHARED_FLOWERS.values()):
+        (root / "flower_photos" / folder).mkdir(parents=True)
+        for i in range(26):
+            draw_image(label % 2, rng).save(root / "flower_photos" / folder / f"{folder}{i}.jpg", quality=90)
+        for i in range(TARGET_PER_CLASS):
+            index = number * FLOWER17_PER_CLASS + i + 1
+            draw_image(label % 2, rng).save(images / f"image_{index:04d}.jpg", quality=90)
+    return root
+
+
+def test_benchmark_table_end_to_end(data_dir, tmp_path, capsys):
+    before = snapshot(data_dir)
+    table = tmp_path / "out" / "table.json"
+    methods = ["source-only", "adabn", "dan", "tca"]
+    rows = benchmark.main([
+        "--data-dir", str(data_dir), "--directions", "flower_photos->flower17", "--seeds", "2",
+        "--methods", ",".join(methods), "--epochs", "1", "--trade-off", "1", "--views", "original",
+        "--cache-dir", str(tmp_path / "cache"), "--json", str(table),
+        "--backbone", "vgg16", "--weights", "none", "--image-size", "32", "--batch-size", "4",
+    ])
+    assert snapshot(data_dir) == before
+    assert [row["method"] for row in rows] == methods
+    target_size = TARGET_PER_CLASS * len(SHARED_FLOWERS)
+    for row in rows:
+        assert row["direction"] == "flower_photos->flower17" and len(row["accuracy"]) == 2
+        # every score counts whole target images: the whole flower17 side, scored once per seed
+        for accuracy in row["accuracy"]:
+            assert abs(accuracy * target_size - round(accuracy * target_size)) < 1e-3  # rows keep 4 decimals
+        assert row["accuracy_mean"] == pytest.approx(np.mean(row["accuracy"]), abs=1e-4)
+        assert row["accuracy_std"] == pytest.approx(np.std(row["accuracy"]), abs=1e-4)
+    by_method = {row["method"]: row for row in rows}
+    assert by_method["source-only"]["seconds"] == by_method["adabn"]["seconds"]  # one training, two scorings
+    assert json.loads(table.read_text()) == rows
+    printed = capsys.readouterr().out
+    assert f"wrote {table.resolve()}" in printed
+    for method in methods:
+        assert f"flower_photos->flower17 seed 1 {method}:" in printed
