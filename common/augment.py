@@ -198,16 +198,13 @@ class Augmenter:
         """
         import tensorflow as tf
 
-        seeds = tf.data.Dataset.random(seed=self.seed, rerandomize_each_iteration=True).batch(2)
-        if stream is not None:
-            seeds = seeds.map(lambda seed: tf.random.experimental.stateless_fold_in(seed, stream))
         if masks:
             def augment(element, seed):
                 return self.pair(*element, training=True, seed=seed)
         else:
             def augment(element, seed):
                 return (self(element[0], training=True, seed=seed), *element[1:])
-        return tf.data.Dataset.zip((dataset, seeds)).map(augment, num_parallel_calls=tf.data.AUTOTUNE)
+        return with_seeds(dataset, self.seed, stream).map(augment, num_parallel_calls=tf.data.AUTOTUNE)
 
     def _draw(self, batch, seed=None) -> dict:
         """Every enabled parameter for ``batch`` images, each from its own stream of one seed (by default the generator's next)."""
@@ -372,6 +369,23 @@ def _contact_sheet(original, augmented, path: Path) -> None:
     figure.tight_layout()
     figure.savefig(path, dpi=80)
     plt.close(figure)
+
+
+def with_seeds(dataset, seed: int | None, stream: int | None = None):
+    """Each element of ``dataset`` beside a stateless seed (two integers) fixed by its position, new at every pass.
+
+    For random work in a parallel ``map``: stateful random ops there draw in
+    whatever order the threads run, so the same seed would not give the same
+    epoch twice; a seed zipped beside each element does. ``stream`` (a
+    worker's index) is folded into every seed, so that workers sharing
+    ``seed`` draw differently.
+    """
+    import tensorflow as tf
+
+    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+    if stream is not None:
+        seeds = seeds.map(lambda pair: tf.random.experimental.stateless_fold_in(pair, stream))
+    return tf.data.Dataset.zip((dataset, seeds))
 
 
 def random_crop_flip_turn(image, size: int, min_area: float = 0.5, seed=None):

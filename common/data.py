@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from common.augment import with_seeds
 from common.errors import UserError
 
 # Formats TensorFlow's own decoders read; anything else is skipped with a warning.
@@ -205,8 +206,10 @@ def make_dataset(
     training and prediction cannot drift apart. Decoded images can be kept in
     memory across epochs; augmentation runs after that cache so every epoch
     sees fresh random transforms. ``augment`` works on whole batches;
-    ``transform`` on each image before batching, for changes that need not
-    keep every image the same size (random crops), and it runs after the cache too.
+    ``transform(image, seed)`` on each image before batching, for changes that need not
+    keep every image the same size (random crops), and it runs after the cache too;
+    ``seed`` is a stateless seed fixed by the image's position in the epoch
+    (``common.augment.with_seeds``), so the same ``seed`` gives the same epochs.
 
     ``shard=(count, index, ...)`` keeps every count-th image from ``index`` on,
     for one worker of a distributed run (``common.distribute``): it is taken after
@@ -244,7 +247,8 @@ def make_dataset(
         if shuffle:
             dataset = dataset.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
     if transform is not None:
-        dataset = dataset.map(lambda image, label: (transform(image), label), num_parallel_calls=autotune)
+        dataset = with_seeds(dataset, seed, None if shard is None else shard[1]).map(
+            lambda element, image_seed: (transform(element[0], image_seed), element[1]), num_parallel_calls=autotune)
     dataset = dataset.batch(batch_size)
     if augment is not None:
         dataset = augment.map(dataset, stream=None if shard is None else shard[1])

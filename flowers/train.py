@@ -443,7 +443,7 @@ def random_crops(paths, labels, image_size: int, batch_size: int, seed: int, sha
     decoded = round(image_size * 8 / 7)
     return make_dataset(
         paths, labels, (decoded, decoded), batch_size, shuffle=True, seed=seed,
-        transform=lambda image: random_crop_flip_turn(image, image_size), shard=shard,
+        transform=lambda image, image_seed: random_crop_flip_turn(image, image_size, seed=image_seed), shard=shard,
     ).repeat()
 
 

@@ -286,6 +286,26 @@ def test_same_seed_gives_the_same_epochs_inside_a_parallel_tf_data_pipeline(tmp_
     assert not np.allclose(runs[0][0], runs[0][1])  # the second epoch draws anew
 
 
+def test_per_image_transforms_in_a_pipeline_repeat_with_the_seed_and_change_each_epoch(tmp_path):
+    """make_dataset's ``transform`` (flowers' random crops) gets a seed per image: same seed, same epochs."""
+    from PIL import Image
+
+    from common.data import make_dataset
+
+    Image.fromarray(marker_images(1)[0].astype(np.uint8)).save(tmp_path / "marker.png")
+    paths = [tmp_path / "marker.png"] * 48
+
+    def two_epochs(seed):
+        dataset = make_dataset(paths, image_size=(MARKER_SIZE, MARKER_SIZE), batch_size=4, seed=seed,
+                               transform=lambda image, image_seed: random_crop_flip_turn(image, 32, seed=image_seed))
+        return [np.concatenate([images.numpy() for images, _ in dataset]) for _ in range(2)]
+
+    first, again = two_epochs(3), two_epochs(3)
+    for epoch, repeated in zip(first, again):
+        np.testing.assert_array_equal(repeated, epoch)
+    assert not np.allclose(first[0], first[1]) and not np.allclose(first[0], two_epochs(4)[0])
+
+
 def test_map_gives_each_worker_its_own_draws_from_the_same_seed():
     """Workers of a distributed run share the seed; folding in their index keeps their parts of a batch apart."""
     import tensorflow as tf
