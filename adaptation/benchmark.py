@@ -46,7 +46,8 @@ from adaptation.adapter import DEFAULT_LAMBDA_SCHEDULE
 from adaptation.data import load_pair
 from adaptation.features import VIEWS
 from adaptation.selection import TRADE_OFF_GRID, select_by_entropy
-from adaptation.train import VALIDATION_FRACTION, predict_views, prepare_frozen, trade_off_candidates, train_once
+from adaptation.train import (VALIDATION_FRACTION, check_trade_off, check_views, predict_views, prepare_frozen,
+                              trade_off_candidates, train_once)
 from common import cli
 from common.data import split_per_class
 from common.errors import UserError, main_guard
@@ -99,20 +100,8 @@ def parse_args(argv=None):
                      f"{', '.join(METHODS + WITH_ADABN)}; directions: {', '.join(DIRECTIONS)}")
     if args.seeds < 1:
         parser.error("--seeds must be at least 1")
-    views = [view.strip() for view in args.views.split(",") if view.strip()]
-    if not views or any(view not in VIEWS for view in views):
-        parser.error(f"--views takes a comma list of {', '.join(VIEWS)}")
-    args.views = ",".join(["original"] + [view for view in views if view != "original"])
-    # what adaptation.train's defaults would be, so that prepare_frozen / make_adapter read the same settings
-    try:
-        args.trade_off_grid = [float(value) for value in str(args.trade_off_grid).split(",") if value.strip()]
-        if args.trade_off != "auto":
-            args.trade_off = float(args.trade_off)
-    except ValueError:
-        parser.error(f"--trade-off takes a number or auto, --trade-off-grid a comma list of numbers; got "
-                     f"{args.trade_off!r} and {args.trade_off_grid!r}")
-    if (args.trade_off != "auto" and args.trade_off < 0) or not args.trade_off_grid or min(args.trade_off_grid) < 0:
-        parser.error("--trade-off and --trade-off-grid take numbers of 0 or more")
+    check_views(parser, args)
+    check_trade_off(parser, args)
     # what adaptation.train's defaults would be, so that prepare_frozen / make_adapter read the same settings
     defaults = dict(unfreeze_from="none", bottleneck=256, learning_rate=0.01, momentum=0.9, weight_decay=1e-3,
                     lr_schedule="annealed", kernels=5, estimator="biased")

@@ -151,6 +151,16 @@ def check_arguments(parser, args) -> None:
         parser.error("--bottleneck must be positive")
     if args.learning_rate <= 0:
         parser.error("--learning-rate must be positive")
+    check_trade_off(parser, args)
+    if args.kernels < 1:
+        parser.error("--kernels must be at least 1")
+    check_views(parser, args)
+    if args.lambda_schedule is None:
+        args.lambda_schedule = DEFAULT_LAMBDA_SCHEDULE.get(args.method, "constant")
+
+
+def check_trade_off(parser, args) -> None:
+    """--trade-off (a number or auto) and --trade-off-grid (a comma list) to numbers; shared with the benchmark."""
     try:
         args.trade_off_grid = [float(value) for value in str(args.trade_off_grid).split(",") if value.strip()]
         if args.trade_off != "auto":
@@ -158,19 +168,18 @@ def check_arguments(parser, args) -> None:
     except ValueError:
         parser.error(f"--trade-off takes a number or auto, --trade-off-grid a comma list of numbers; got "
                      f"{args.trade_off!r} and {args.trade_off_grid!r}")
-    if args.trade_off != "auto" and args.trade_off < 0 or not args.trade_off_grid or min(args.trade_off_grid) < 0:
+    if (args.trade_off != "auto" and args.trade_off < 0) or not args.trade_off_grid or min(args.trade_off_grid) < 0:
         parser.error("--trade-off and --trade-off-grid take numbers of 0 or more")
-    if args.kernels < 1:
-        parser.error("--kernels must be at least 1")
+
+
+def check_views(parser, args) -> None:
+    """--views as a checked comma list with the original view first: the first view is the one TCA/JDA and
+    the before/after measures read; shared with the benchmark."""
     views = [view.strip() for view in args.views.split(",") if view.strip()]
     unknown = [view for view in views if view not in VIEWS]
     if unknown or not views:
         parser.error(f"--views takes a comma list of {', '.join(VIEWS)}; got {args.views!r}")
-    if "original" not in views:
-        views.insert(0, "original")
     args.views = ",".join(["original"] + [view for view in views if view != "original"])
-    if args.lambda_schedule is None:
-        args.lambda_schedule = DEFAULT_LAMBDA_SCHEDULE.get(args.method, "constant")
 
 
 def frozen(args) -> bool:

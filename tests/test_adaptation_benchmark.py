@@ -11,7 +11,7 @@ import json
 import numpy as np
 import pytest
 
-from adaptation import benchmark
+from adaptation import benchmark, train
 from adaptation.data import FLOWER17_PER_CLASS, SHARED_FLOWERS
 from conftest import draw_image, snapshot
 
@@ -62,3 +62,15 @@ def test_benchmark_table_end_to_end(data_dir, tmp_path, capsys):
     assert f"wrote {table.resolve()}" in printed
     for method in methods:
         assert f"flower_photos->flower17 seed 1 {method}:" in printed
+
+
+@pytest.mark.parametrize("module", [benchmark, train])
+def test_both_commands_read_trade_off_and_views_alike(module, capsys):
+    args = module.parse_args(["--trade-off", "0.5", "--trade-off-grid", "1,3", "--views", "mirror,original"])
+    assert args.trade_off == 0.5 and args.trade_off_grid == [1.0, 3.0]
+    assert args.views == "original,mirror"   # the original view first: TCA/JDA and the measures read it
+    for bad in (["--trade-off", "-1"], ["--trade-off-grid", "1,x"], ["--views", "zoom"]):
+        with pytest.raises(SystemExit) as stop:
+            module.parse_args(bad)
+        assert stop.value.code == 2
+        assert ("--trade-off" if "--views" not in bad else "--views") in capsys.readouterr().err
