@@ -6,8 +6,9 @@ exactly as training read it, resize it the same way, call the model. The one
 trap left is OpenCV, which hands back BGR: ``read_image_opencv`` converts it.
 
 ``python -m cats_dogs.predict`` and ``python -m flowers.predict`` are both
-``predict_command``: the same arguments (``IMAGE ...``, ``--run-dir``,
-``--top-k``), the same table, the same result records.
+``predict_command``: the same arguments (``[RUN_DIR] IMAGE ...``, ``--run-dir``,
+``--top-k``), the same table, the same result records; ``segmentation.predict``
+reads its run folder the same way (``run_and_images``).
 """
 from __future__ import annotations
 
@@ -86,6 +87,28 @@ def top_k(probabilities, class_names: list[str], k: int = 5) -> list[tuple[str, 
     return [(class_names[i], float(probabilities[i])) for i in order]
 
 
+def run_and_images(run_dir, images: list[str], model_file: str = MODEL_FILE) -> tuple[str | None, list[str]]:
+    """Accept ``RUN_DIR IMAGE ...`` as well as ``IMAGE ... --run-dir RUN_DIR``.
+
+    A run folder given where an image is expected would otherwise be skipped
+    as an unreadable image while the default (newest) run answered: the
+    table would come from a model the user did not ask for. A leading folder
+    holding ``model_file`` is the run when ``--run-dir`` is not given; any
+    other folder among the images is an error that says what to do.
+    """
+    images = list(images)
+    if run_dir is None and images and (Path(images[0]) / model_file).is_file():
+        run_dir, images = images[0], images[1:]
+        if not images:
+            raise UserError(f"{run_dir} is a run folder; name the images to predict after it")
+    for image in images:
+        if Path(image).is_dir():
+            what = ("a run folder: pass it first or as --run-dir" if (Path(image) / model_file).is_file()
+                    else "a folder, not an image file")
+            raise UserError(f"{image} is {what}")
+    return run_dir, images
+
+
 def find_run(run_dir, parent, stages: tuple[str, ...], train_command: str) -> Path:
     """``run_dir`` if given, else the newest ``parent/<stage>-*`` holding a model, stages in order of preference."""
     from common.training import latest_run
@@ -151,7 +174,8 @@ def predict_command(doc: str, argv, *, parent: str, stages: tuple[str, ...], tra
     from common.cli import parser_from_doc
 
     parser = parser_from_doc(doc)
-    parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files to classify")
+    parser.add_argument("images", nargs="+", metavar="IMAGE",
+                        help="image files to classify, optionally after the run folder (RUN_DIR IMAGE ...)")
     default_runs = " or ".join(f"{parent}/{stage}-*" for stage in stages)
     parser.add_argument(
         "--run-dir",
@@ -164,8 +188,9 @@ def predict_command(doc: str, argv, *, parent: str, stages: tuple[str, ...], tra
     args = parser.parse_args(argv)
     if args.top_k < 1:
         parser.error("--top-k must be at least 1")
-    run = find_run(args.run_dir, parent, stages, train_command)
+    run_dir, images = run_and_images(args.run_dir, args.images)
+    run = find_run(run_dir, parent, stages, train_command)
     print(f"model: {run / MODEL_FILE}")
-    results = predict_images(run, args.images, args.top_k)
+    results = predict_images(run, images, args.top_k)
     print_table(results)
     return results

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from common import cli
 from common.errors import UserError, main_guard
+from common.predict import MODEL_FILE
 from common.reports import write_metrics
 from common.training import make_run_dir
 from segmentation.data import load_pairs
@@ -30,7 +31,6 @@ from segmentation.metrics import METRICS, binarise, overlap_scores, summarise
 from segmentation.report import plot_overlays, run_label, table3, write_rows
 from segmentation.roi import CropBox, segment_frames
 
-MODEL_FILE = "model.keras"
 SEGMENTER_FILE = "segmenter.json"
 
 

@@ -1,7 +1,8 @@
 """Segment the left ventricle in MRI frames with a trained run: a mask PNG and an overlay per image.
 
     python -m segmentation.predict ../shared/data/sunnybrook_lv/test/images/SC-HF-I-09-IM-0001-0020.dcm.png
-    python -m segmentation.predict frames/*.png --run runs/segmentation/gan-20250101-120000
+    python -m segmentation.predict frames/*.png --run-dir runs/segmentation/gan-20250101-120000
+    python -m segmentation.predict runs/segmentation/gan-20250101-120000 frames/*.png
 
 For each image, ``<name>_mask.png`` (255 = ventricle, the image's own size)
 and ``<name>_overlay.png`` (the frame with the predicted contour in red) go
@@ -23,6 +24,7 @@ import numpy as np
 
 from common import cli
 from common.errors import UserError, main_guard
+from common.predict import run_and_images
 from common.training import latest_run, make_run_dir
 from segmentation.data import load_images
 from segmentation.evaluate import MODEL_FILE, load_run
@@ -62,8 +64,10 @@ def overlay(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 def parse_args(argv=None):
     parser = cli.parser_from_doc(__doc__)
-    parser.add_argument("images", nargs="+", metavar="IMAGE", help="MRI frames (PNG, JPEG, ...; grayscale or RGB)")
-    parser.add_argument("--run", default=None,
+    parser.add_argument("images", nargs="+", metavar="IMAGE",
+                        help="MRI frames (PNG, JPEG, ...; grayscale or RGB), optionally after the run folder "
+                        "(RUN_DIR IMAGE ...)")
+    parser.add_argument("--run-dir", "--run", dest="run", default=None, metavar="FOLDER",
                         help=f"a segmentation.train run folder (default: the newest under {RUNS}/ holding {MODEL_FILE})")
     parser.add_argument("--output-dir", default=None, help=f"where to write (default: a new {RUNS}/predict-<time>/)")
     return parser.parse_args(argv)
@@ -74,15 +78,16 @@ def main(argv=None):
     from PIL import Image
 
     args = parse_args(argv)
-    run_dir = Path(args.run) if args.run else latest_run(RUNS, "*", MODEL_FILE)
+    run, image_paths = run_and_images(args.run, args.images, MODEL_FILE)
+    run_dir = Path(run) if run else latest_run(RUNS, "*", MODEL_FILE)
     if run_dir is None:
         raise UserError(f"no trained run found under {RUNS}/; train one with python -m segmentation.train, "
-                        "or pass --run RUN_DIR")
+                        "or pass --run-dir RUN_DIR")
     model, settings, _ = load_run(run_dir)
     box = CropBox.from_dict(settings["roi"])
     threshold = float(settings["threshold"])
     keep_largest = bool(settings.get("largest_component", False))
-    images = load_images(args.images)
+    images = load_images(image_paths)
     out_dir = make_run_dir(args.output_dir, RUNS, "predict")
     targets = []
     for path, _ in images:

@@ -52,3 +52,29 @@ def test_top_k_must_be_positive(run_dir, tmp_path, capsys):
         predict.main(["--run-dir", str(run_dir), "--top-k", "0", str(tmp_path / "x.jpg")])
     assert exit_info.value.code == 2
     assert "--top-k must be at least 1" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["cats_dogs", "flowers"])
+def test_a_run_folder_before_the_images_is_the_model_used(command, run_dir, tmp_path, capsys, monkeypatch):
+    """``predict RUN_DIR IMAGE`` answers with that run, the same as ``--run-dir``; a folder among the images is refused.
+
+    Before, the folder was skipped as an unreadable image and the newest default run answered (none here: an error).
+    """
+    import importlib
+
+    predict = importlib.import_module(f"{command}.predict")
+    monkeypatch.chdir(tmp_path)          # no default runs/ here: only the named run can answer
+    image = tmp_path / "red.png"
+    Image.new("RGB", (20, 24), (220, 30, 30)).save(image)
+    leading = predict.main([str(run_dir), str(image)])
+    leading_out = capsys.readouterr().out
+    flagged = predict.main(["--run-dir", str(run_dir), str(image)])
+    assert leading == flagged and leading_out == capsys.readouterr().out
+    assert leading_out.splitlines()[0] == f"model: {run_dir / 'model.keras'}"
+    for argv, message in (([str(image), str(run_dir)], "is a run folder"),
+                          ([str(run_dir), str(tmp_path), str(image)], "is a folder, not an image file"),
+                          ([str(run_dir)], "name the images to predict")):
+        with pytest.raises(SystemExit) as exit_info:
+            predict.main(argv)
+        assert exit_info.value.code == 2
+        assert message in capsys.readouterr().err

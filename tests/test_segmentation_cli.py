@@ -90,6 +90,12 @@ def test_predict_writes_a_mask_and_an_overlay_per_image(gan_run, data, tmp_path)
     with pytest.raises(SystemExit) as exit_info:  # never overwrites what it wrote
         predict.main([str(images[0]), "--run", str(gan_run), "--output-dir", str(out)])
     assert exit_info.value.code == 2
+    # the run folder first, or as --run-dir, as in the other predict commands: the same masks
+    for argv, folder in (([str(gan_run), str(images[0])], "leading"), ([str(images[0]), "--run-dir", str(gan_run)], "flag")):
+        again = predict.main(argv + ["--output-dir", str(tmp_path / folder)])
+        stem = images[0].name[: -len(".png")]
+        assert np.array_equal(np.asarray(Image.open(again / f"{stem}_mask.png")),
+                              np.asarray(Image.open(out / f"{stem}_mask.png")))
 
 
 def test_bad_input_is_one_line_and_exit_status_2(data, tmp_path, capsys):
