@@ -47,7 +47,12 @@ def add_common_arguments(
     epochs: int,
     batch_size: int,
     data_help: str,
+    min_epochs: int = 1,
+    image_size_flag: str = "--image-size",
 ) -> None:
+    """The shared groups. ``min_epochs=0`` where no training is a meaningful run (flowers.train scores
+    the untrained head); ``image_size_flag`` names the flag a user set when the input size comes from
+    another one (segmentation's --roi-size)."""
     data = parser.add_argument_group("data")
     data.add_argument("--data-dir", default=data_dir, help=f"{data_help} (default: {data_dir})")
     data.add_argument(
@@ -83,7 +88,8 @@ def add_common_arguments(
     training.add_argument("--seed", type=int, default=0, help="seed for splits, shuffling and initialisation (default: 0)")
     add_tensorboard_argument(training)
     add_distribute_arguments(parser)
-    parser.set_defaults(_textbook_backbone=backbone, _textbook_size=image_size, _output_parent=output_parent)
+    parser.set_defaults(_textbook_backbone=backbone, _textbook_size=image_size, _output_parent=output_parent,
+                        _min_epochs=min_epochs, _image_size_flag=image_size_flag)
 
 
 def add_tensorboard_argument(group) -> None:
@@ -125,11 +131,33 @@ def resolve(args: argparse.Namespace) -> argparse.Namespace:
             args.image_size = get_spec(args.backbone).default_size
     if getattr(args, "unfreeze_from", "absent") is None:
         args.unfreeze_from = UNFREEZE_FROM[args.backbone][0]
-    for name in ("epochs", "batch_size", "image_size"):
+    limits = {"epochs": getattr(args, "_min_epochs", 1), "batch_size": 1, "image_size": 1}
+    for name, least in limits.items():
         value = getattr(args, name, None)
-        if value is not None and value < (0 if name == "epochs" else 1):
-            raise SystemExit(f"error: --{name.replace('_', '-')} must be positive, not {value}")
+        if value is not None and value < least:
+            flag = getattr(args, "_image_size_flag", "--image-size") if name == "image_size" else \
+                f"--{name.replace('_', '-')}"
+            _refuse(f"{flag} must be at least {least}, not {value}")
+    # the optimiser's numbers, on the commands that have them: a negative rate trains "successfully" uphill
+    for name in ("learning_rate", "finetune_learning_rate"):
+        value = getattr(args, name, None)
+        if value is not None and not value > 0:
+            _refuse(f"--{name.replace('_', '-')} must be positive, not {value}")
+    for name in ("momentum", "dropout"):
+        value = getattr(args, name, None)
+        if value is not None and not 0 <= value < 1:
+            _refuse(f"--{name} must be in [0, 1), not {value}")
+    for name in ("patience", "finetune_epochs"):
+        value = getattr(args, name, None)
+        if value is not None and value < 0:
+            _refuse(f"--{name.replace('_', '-')} must be 0 or more, not {value}")
     return args
+
+
+def _refuse(message: str) -> None:
+    """One line and argparse's exit status for bad arguments (2), as every command promises."""
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(2)
 
 
 def config_of(args: argparse.Namespace) -> dict:

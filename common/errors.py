@@ -20,12 +20,32 @@ def main_guard(function):
     @functools.wraps(function)
     def wrapper(*args, **kwargs):
         try:
-            return function(*args, **kwargs)
+            result = function(*args, **kwargs)
         except UserError as error:
+            _discard_unfinished_runs()
             print(f"error: {error}", file=sys.stderr)
             raise SystemExit(2) from None
         except KeyboardInterrupt:
+            _discard_unfinished_runs()
             print("interrupted: finished cache shards are kept; rerun to resume.", file=sys.stderr)
             raise SystemExit(130) from None
+        except BaseException:
+            _discard_unfinished_runs()
+            raise
+        _discard_unfinished_runs(finished=True)
+        return result
 
     return wrapper
+
+
+def _discard_unfinished_runs(finished: bool = False) -> None:
+    """``common.training.discard_unfinished_runs`` if a run folder can have been opened (training imported);
+    after a command that finished, only forget its folders (a later command in the same process must not
+    touch them)."""
+    training = sys.modules.get("common.training")
+    if training is None:
+        return
+    if finished:
+        training._OPENED.clear()
+    else:
+        training.discard_unfinished_runs()

@@ -19,6 +19,9 @@ from common.errors import UserError
 
 MONITOR = "val_accuracy"  # Keras 3's name; the textbook's "val_acc" no longer exists
 
+#: run folders this process opened, with whether it created them (see ``discard_unfinished_runs``)
+_OPENED: list[tuple[Path, bool]] = []
+
 
 def make_run_dir(output_dir, default_parent, stage: str) -> Path:
     """The run's output folder: ``output_dir`` if given, else ``default_parent/<stage>-<time>``.
@@ -39,14 +42,44 @@ def make_run_dir(output_dir, default_parent, stage: str) -> Path:
         while run_dir.exists():
             run_dir = Path(default_parent) / f"{stage}-{stamp}-{suffix}"
             suffix += 1
+    created = not run_dir.exists()
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
+        _OPENED.append((run_dir, created))
         probe = run_dir / ".write-test"
         probe.write_text("")
         probe.unlink()
     except OSError as error:
         raise UserError(f"cannot write to output folder {run_dir}: {error.strerror}") from None
     return run_dir
+
+
+def discard_unfinished_runs() -> None:
+    """Undo the run folders of a command that stopped before writing any result.
+
+    A run folder is opened and its ``config.json`` written before the slow
+    checks (weights, layers, data) can fail; left behind, that folder would
+    refuse the corrected command's ``--output-dir`` ("already holds a run's
+    results") and pile up under ``runs/`` without ``--output-dir``. A folder
+    holding nothing but that ``config.json`` (which ``make_run_dir`` proved
+    was not there before) goes; the folder itself only if this process made
+    it. Anything else in it is a result and stays.
+    """
+    while _OPENED:
+        run_dir, created = _OPENED.pop()
+        try:
+            entries = {entry.name for entry in run_dir.iterdir()}
+        except OSError:
+            continue
+        if not entries <= {"config.json"}:
+            continue
+        if entries:
+            (run_dir / "config.json").unlink(missing_ok=True)
+        if created:
+            try:
+                run_dir.rmdir()
+            except OSError:
+                pass
 
 
 def latest_run(parent, stage: str, required_file: str) -> Path | None:

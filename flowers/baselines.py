@@ -71,6 +71,8 @@ def parse_args(argv=None):
         parser.error("nothing to do: both --skip-svm and --skip-cnn")
     if args.cnn_size < 16 or args.cnn_epochs < 1 or args.batch_size < 1:
         parser.error("--cnn-size must be at least 16, --cnn-epochs and --batch-size at least 1")
+    if not args.learning_rate > 0 or not args.svm_c > 0:
+        parser.error("--learning-rate and --svm-c must be positive")
     return args
 
 

@@ -76,6 +76,7 @@ def parse_args(argv=None):
         epochs=30,
         batch_size=100,
         data_help="the folder written by flowers.prepare (train/, train_views/, validation/)",
+        min_epochs=0,
     )
     head = parser.add_argument_group("stage 2: the new softmax layer on cached bottlenecks")
     head.add_argument("--dropout", type=float, default=0.5, help="dropout rate before the softmax (default: 0.5)")

@@ -121,18 +121,21 @@ def parse_args(argv=None):
     augment.add_argument("--no-flip", dest="flip", action="store_false", help="no horizontal flips")
     augment.add_argument("--no-augment", dest="augment", action="store_false", help="no augmentation at all")
     args = parser.parse_args(argv)
+    if args.roi_size < 32:
+        parser.error(f"--roi-size must be at least 32, not {args.roi_size}")
+    if args.decoder_width < 1 or args.discriminator_scales < 1:
+        parser.error("--decoder-width and --discriminator-scales must be at least 1")
     if args.image_size is None:
         # The network sees the region of interest at its own resolution whatever the backbone:
         # common.cli would give MobileNetV2 its ImageNet 224, and upsampling the 128-pixel window
         # to 224 adds no information but triples the pixels (4x the step time on a CPU).
         args.image_size = args.roi_size
+        args._image_size_flag = "--roi-size"
     args = cli.resolve(args)
     if args.backbone not in BACKBONES:
         parser.error(f"segmentation supports --backbone {' or '.join(BACKBONES)}, not {args.backbone}")
     if args.learning_rate <= 0 or args.beta < 0:
         parser.error("--learning-rate must be positive and --beta not negative")
-    if args.roi_size < 32:
-        parser.error(f"--roi-size must be at least 32, not {args.roi_size}")
     if args.epochs < 1:
         parser.error("--epochs must be at least 1")
     args.release_after = parse_unfreeze(args.unfreeze, args.epochs, encoder_blocks(args.backbone), parser)

@@ -127,6 +127,27 @@ def test_bad_input_gets_one_line(cats_dogs_dir, tmp_path, capsys, problem, messa
         assert (tmp_path / "done" / "metrics.json").read_text() == "{}"
 
 
+def test_a_run_that_fails_on_its_input_leaves_no_folder_behind(cats_dogs_dir, tmp_path, capsys, monkeypatch):
+    """The run folder and its config.json are written before the weights are read; a failed run takes them back,
+    so the corrected command can use the same --output-dir and runs/ does not fill with empty runs."""
+    monkeypatch.chdir(tmp_path)
+    argv = ["--data-dir", str(cats_dogs_dir), "--cache-dir", str(tmp_path / "cache"), *FAST, "--epochs", "1"]
+    bad = ["--weights", str(tmp_path / "missing.h5")]
+    for output in (["--output-dir", str(tmp_path / "run")], []):
+        with pytest.raises(SystemExit) as exit_info:
+            bottleneck.main(argv + bad + output)
+        assert exit_info.value.code == 2 and "weights file" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+    assert not list((tmp_path / "runs" / "cats_dogs").glob("bottleneck-*"))
+    kept = tmp_path / "mine"                 # a folder of the user's: only what the run wrote goes
+    kept.mkdir()
+    with pytest.raises(SystemExit):
+        bottleneck.main(argv + bad + ["--output-dir", str(kept)])
+    assert kept.is_dir() and not list(kept.iterdir())
+    bottleneck.main(argv + ["--output-dir", str(tmp_path / "run")])
+    assert (tmp_path / "run" / "metrics.json").is_file() and (tmp_path / "run" / "config.json").is_file()
+
+
 def test_prepare_from_an_unpacked_filtered_copy(cats_dogs_dir, tmp_path):
     before = snapshot(cats_dogs_dir)
     out = tmp_path / "prepared"
