@@ -188,8 +188,14 @@ def cnn_row(data: PreparedFlowers, args, run_dir: Path) -> tuple[dict, dict]:
     return metrics, history.history
 
 
-def deep_rows(deep_run) -> list:
-    """The deep-transfer row(s) from a flowers.train run folder, if there is one."""
+def deep_rows(deep_run, data: PreparedFlowers, data_dir) -> list:
+    """The deep-transfer row(s) from a flowers.train run folder, if there is one scored on the same split.
+
+    Table 2 compares methods on the same validation images; a run on another
+    data folder, other classes or another split would compare splits. Named
+    with --deep-run it is refused; found as the newest default run it is left
+    out, with a note.
+    """
     run = Path(deep_run) if deep_run else latest_run(OUTPUT_PARENT, "train", "metrics.json")
     if run is None:
         print(f"no flowers.train run under {OUTPUT_PARENT}/: Table 2 is written without the deep-transfer row")
@@ -198,6 +204,21 @@ def deep_rows(deep_run) -> list:
     if not metrics_file.is_file():
         raise UserError(f"--deep-run {run} holds no metrics.json; point it at a finished flowers.train run")
     metrics = json.loads(metrics_file.read_text())
+    config_file = run / "config.json"
+    trained_on = json.loads(config_file.read_text()).get("data_dir") if config_file.is_file() else None
+    problems = []
+    if trained_on is not None and Path(trained_on).resolve() != Path(data_dir).resolve():
+        problems.append(f"it was trained on {trained_on}")
+    if metrics.get("class_names") != list(data.class_names):
+        problems.append(f"its classes are {metrics.get('class_names')}")
+    if metrics.get("n_val") not in (None, len(data.validation_paths)):
+        problems.append(f"it was scored on {metrics['n_val']} validation images, not {len(data.validation_paths)}")
+    if problems:
+        why = f"{run} is not a run on this data folder ({data_dir}): {'; '.join(problems)}"
+        if deep_run:
+            raise UserError(f"--deep-run {why}; Table 2 compares methods on the same validation images")
+        print(f"note: Table 2 is written without the deep-transfer row: the newest {why}")
+        return []
     backbone = metrics.get("backbone", "?")
     rows = [row_from_metrics(f"this project: deep transfer, {backbone}, stage 2 ({run.name})", metrics["stage2"])]
     if metrics.get("stage3"):
@@ -211,7 +232,7 @@ def main(argv=None):
     set_seed(args.seed)
     started = time.perf_counter()
     data = load_prepared(args.data_dir)
-    deep = deep_rows(args.deep_run)  # checked before the long work starts
+    deep = deep_rows(args.deep_run, data, args.data_dir)  # checked before the long work starts
     run_dir = make_run_dir(args.output_dir, OUTPUT_PARENT, "baselines")
     save_config(run_dir, vars(args))
     write_labels(run_dir, data.class_names)

@@ -209,6 +209,10 @@ def main(argv=None):
 def run(args, distribution):
     set_seed(args.seed)
     started = time.perf_counter()
+    if args.predict:   # checked now, not after the whole training
+        reason = check_image_file(Path(args.predict))
+        if reason is not None:
+            raise UserError(f"--predict {args.predict}: {reason}")
     data_dir = Path(args.data_dir)
     images_dir = find_images(data_dir)
     label = "all" if len(args.class_numbers) == CLASSES else "-".join(str(k) for k in args.class_numbers)

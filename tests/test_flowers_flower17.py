@@ -122,3 +122,12 @@ def test_the_default_folder_missing_means_download_however_it_is_spelled(tmp_pat
     assert exit_info.value.code == 2
     error = capsys.readouterr().err
     assert "could not download 17flowers.tgz" in error and "--data-dir <the folder holding jpg/>" in error
+
+
+def test_a_bad_predict_image_is_refused_before_training(tmp_path, capsys):
+    """Before, the whole training ran first and then stopped on the image, leaving a run without metrics."""
+    with pytest.raises(SystemExit) as exit_info:
+        flower17.main(["--data-dir", str(tmp_path / "never-read"), "--output-dir", str(tmp_path / "run"),
+                       "--predict", str(tmp_path / "missing.jpg"), *TINY])
+    assert exit_info.value.code == 2
+    assert "--predict" in capsys.readouterr().err and not (tmp_path / "run").exists()

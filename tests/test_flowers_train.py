@@ -257,3 +257,17 @@ def test_baselines_write_all_rows_of_table2(first_run, prepared):
     table = (run / "table2.md").read_text()
     for row in ("SVM, HSV histogram + HOG", "small CNN from scratch", "deep transfer, mobilenet_v2, stage 2", "stage 3"):
         assert row in table, row
+
+
+def test_baselines_refuse_a_deep_run_on_another_split(first_run, prepared, tmp_path, capsys):
+    """Table 2 compares methods on the same validation images: a deep run from another data folder is refused
+    when named, and left out (with a note) when it is only the newest default run. Before, its row was added."""
+    other = make_flower_folder(tmp_path / "photos", {"daisy": 8, "roses": 8, "tulips": 8})
+    prepare.main(["--from", str(other), "--data-dir", str(tmp_path / "other"), "--validation-per-class", "2"])
+    argv = ["--data-dir", str(tmp_path / "other"), "--skip-cnn"]
+    with pytest.raises(SystemExit) as exit_info:
+        baselines.main(argv + ["--deep-run", str(first_run), "--output-dir", str(tmp_path / "named")])
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err
+    assert "is not a run on this data folder" in error and "on 9 validation images, not 6" in error
+    assert not (tmp_path / "named").exists()
