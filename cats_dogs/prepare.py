@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from common.cli import parser_from_doc
 from common.errors import UserError, main_guard
-from common.files import check_apart, fetch, find_folder_with, place_file
+from common.files import check_apart, fetch, find_folder_with, place_file, writable_folder
 
 URL = "https://storage.googleapis.com/mledu-datasets/cats_and_dogs_filtered.zip"
 CLASSES = ("cats", "dogs")
@@ -80,6 +80,14 @@ def prepare(source: Path | None, data_dir: Path, link: bool = False) -> dict[str
     )
     check_apart(data_dir, source)
     plan = make_plan(source)
+    missing = [f"{split}/{name}" for split in ("train", "validation") for name in CLASSES
+               if not any(relative.parts[:2] == (split, name) for _, relative in plan)]
+    if missing:
+        raise UserError(
+            f"{source} gives no images for {', '.join(missing)} (from Kaggle's flat folder the textbook takes "
+            f"numbers {KAGGLE_TRAIN.start}-{KAGGLE_TRAIN.stop - 1} per class for training and "
+            f"{KAGGLE_VALIDATION.start}-{KAGGLE_VALIDATION.stop - 1} for validation); nothing was written")
+    writable_folder(data_dir, "--data-dir")
     written = 0
     for file, relative in tqdm(plan, desc="placing images", unit="img", leave=False):
         written += place_file(file, data_dir / relative, link)

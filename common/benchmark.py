@@ -56,10 +56,12 @@ def main(argv=None) -> dict:
     parser.add_argument("--image-size", type=int, default=None, help="(default: the backbone's own)")
     parser.add_argument("--pooling", default=None, choices=["avg", "max"], help="(default: none, the conv map)")
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--limit", type=int, default=512, help="benchmark the first N images (default: 512)")
+    parser.add_argument("--limit", type=int, default=512, help="benchmark the first N images, 0 for all (default: 512)")
     parser.add_argument("--repeats", type=int, default=2, help="bare-forward passes, best counts (default: 2)")
     parser.add_argument("--output-dir", default=None, help="(default: runs/benchmark/features-<time>/)")
     args = parser.parse_args(argv)
+    if args.repeats < 1 or args.batch_size < 1 or args.limit < 0 or (args.image_size is not None and args.image_size < 1):
+        parser.error("--repeats, --batch-size and --image-size must be at least 1, --limit 0 (all) or more")
     size = args.image_size or get_spec(args.backbone).default_size
 
     folder = load_image_folder(args.data_dir)

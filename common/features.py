@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from common.data import RESIZE_METHOD, decode_image, warn_skipped
+from common.files import writable_folder
 
 SHARD_IMAGES = 512  # images per shard: the most work a kill can lose
 
@@ -105,7 +106,7 @@ class FeatureCache:
         self.namespace = dict(namespace)
         name = hashlib.sha1(json.dumps(self.namespace, sort_keys=True).encode()).hexdigest()[:16]
         self.directory = Path(root) / f"{namespace.get('backbone', 'features')}-{name}"
-        self.directory.mkdir(parents=True, exist_ok=True)
+        writable_folder(self.directory, "--cache-dir")
         description = self.directory / "namespace.json"
         if not description.exists():
             _atomic_write_bytes(description, json.dumps(self.namespace, indent=2, sort_keys=True).encode())

@@ -62,6 +62,24 @@ def fetch(local, *, url: str, file_name: str, alternative: str) -> Path:
         raise offline_error(file_name, error, keras_home() / "datasets", alternative) from None
 
 
+def writable_folder(folder, flag: str) -> Path:
+    """``folder``, made if missing, after proving a file can be written there.
+
+    Checked before the work starts, so that an unwritable --data-dir or
+    --cache-dir is one line naming the flag, not an OSError traceback from
+    the first file copied or the first feature saved.
+    """
+    folder = Path(folder).expanduser()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as error:
+        raise UserError(f"cannot write to {flag} {folder}: {error.strerror or error}") from None
+    return folder
+
+
 def place_file(source: Path, target: Path, link: bool) -> bool:
     """Copy (or symlink) ``source`` to ``target``; an existing target is left alone.
 

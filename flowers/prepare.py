@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 from common import cli
 from common.data import load_image_folder, split_per_class
 from common.errors import UserError, main_guard
-from common.files import check_apart, fetch
+from common.files import check_apart, fetch, writable_folder
 from flowers.data import DEFAULT_DATA_DIR
 
 URL = "https://storage.googleapis.com/download.tensorflow.org/example_images/flower_photos.tgz"
@@ -128,6 +128,7 @@ def prepare(source, out, validation_per_class: int = VALIDATION_PER_CLASS, seed:
     if out.exists() and any(out.iterdir()):
         raise UserError(f"--data-dir {out} exists and is not empty; choose a new folder")
 
+    writable_folder(out, "--data-dir")
     for part in ("train", "train_views", "validation"):
         for name in folder.class_names:
             (out / part / name).mkdir(parents=True, exist_ok=True)

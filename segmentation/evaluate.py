@@ -93,7 +93,10 @@ def parse_args(argv=None):
     )
     parser.add_argument("--output-dir", default=None, help="where to write (default: RUN_DIR/evaluation-<time>/)")
     parser.add_argument("--batch-size", type=int, default=32, help="frames per forward pass (default: 32)")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.batch_size < 1:
+        parser.error(f"--batch-size must be at least 1, not {args.batch_size}")
+    return args
 
 
 @main_guard

@@ -180,6 +180,37 @@ def test_prepare_refuses_to_write_inside_the_source(cats_dogs_dir, capsys):
     assert "never written to" in capsys.readouterr().err
 
 
+def test_prepare_refuses_a_source_that_fills_no_validation_split(tmp_path, capsys):
+    """Before, a Kaggle folder without numbers 1000-1399 gave train/ only and a success message."""
+    kaggle = tmp_path / "kaggle"
+    kaggle.mkdir()
+    for animal in ("cat", "dog"):
+        for number in range(3):
+            (kaggle / f"{animal}.{number}.jpg").write_bytes(b"jpeg bytes")
+    with pytest.raises(SystemExit) as exit_info:
+        prepare.main(["--from", str(kaggle), "--data-dir", str(tmp_path / "out")])
+    assert exit_info.value.code == 2
+    assert "validation/cats, validation/dogs" in capsys.readouterr().err and not (tmp_path / "out").exists()
+
+
+def test_prepare_into_a_folder_it_cannot_write_is_one_line(cats_dogs_dir, tmp_path, capsys):
+    (tmp_path / "a-file").write_text("x")
+    with pytest.raises(SystemExit) as exit_info:
+        prepare.main(["--from", str(cats_dogs_dir), "--data-dir", str(tmp_path / "a-file" / "out")])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: cannot write to --data-dir") and "\n" not in err
+
+
+def test_an_unwritable_cache_dir_is_one_line(cats_dogs_dir, tmp_path, capsys):
+    (tmp_path / "a-file").write_text("x")
+    with pytest.raises(SystemExit) as exit_info:
+        bottleneck.main(["--data-dir", str(cats_dogs_dir), "--cache-dir", str(tmp_path / "a-file" / "cache"),
+                         "--output-dir", str(tmp_path / "run"), *FAST, "--epochs", "1"])
+    assert exit_info.value.code == 2
+    assert "cannot write to --cache-dir" in capsys.readouterr().err and not (tmp_path / "run").exists()
+
+
 def test_prepare_offline_names_the_file_and_the_way_out(tmp_path, monkeypatch, capsys):
     import socket
 

@@ -47,3 +47,15 @@ def test_flowers_train_may_still_score_the_untrained_head():
     from flowers import train
 
     assert train.parse_args(["--epochs", "0"]).epochs == 0
+
+
+@pytest.mark.parametrize("module, argv, message", [
+    ("common.benchmark", ["--data-dir", "x", "--repeats", "0"], "--repeats"),          # was a ZeroDivisionError
+    ("segmentation.evaluate", ["some-run", "--batch-size", "0"], "--batch-size must be at least 1"),  # was a ValueError
+])
+def test_more_bad_numbers_are_refused_before_anything_runs(module, argv, message, capsys):
+    import importlib
+
+    with pytest.raises(SystemExit) as exit_info:
+        importlib.import_module(module).main(argv)
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
