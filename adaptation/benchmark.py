@@ -52,6 +52,7 @@ from common import cli
 from common.data import split_per_class
 from common.errors import UserError, main_guard
 from common.training import set_seed
+from common.files import check_new_file
 
 METHODS = ("source-only", "adabn", "coral", "tca", "jda", "dan", "dann")
 #: extra rows on request (--methods): a trained CORAL / DAN / DANN network predicting the target with the
@@ -68,8 +69,10 @@ def parse_args(argv=None):
         data_help="the folder holding flower_photos/ and flower17/ (e.g. ../shared/data); only read",
     )
     for action in parser._actions:  # no run folder for TensorBoard; runs on one device (compare like with like)
-        if action.dest in ("tensorboard", "distribute", "scale_learning_rate"):
+        if action.dest in ("tensorboard", "distribute", "scale_learning_rate", "output_dir"):
             action.help = argparse.SUPPRESS
+        if action.dest == "batch_size":
+            action.help = "source and target images per step, each (default: %(default)s)"
     table = parser.add_argument_group("benchmark")
     table.add_argument("--seeds", type=int, default=3, help="seeds per method, --seed, --seed + 1, ... (default: 3)")
     table.add_argument("--methods", default=",".join(METHODS),
@@ -89,9 +92,9 @@ def parse_args(argv=None):
                        help="the candidates of --trade-off auto (default: %(default)s)")
     table.add_argument("--json", default=None, metavar="PATH", help="write the rows to this JSON file")
     args = cli.resolve(parser.parse_args(argv))
-    if args.distribute != "none" or args.tensorboard:
-        parser.error("the benchmark runs on one device and writes no run folder: use adaptation.train for "
-                     "--distribute and --tensorboard")
+    if args.distribute != "none" or args.tensorboard or args.output_dir:
+        parser.error("the benchmark runs on one device and writes no run folder (its rows go to --json PATH): "
+                     "use adaptation.train for --distribute, --tensorboard and --output-dir")
     args.methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     args.directions = [d.strip() for d in args.directions.split(",") if d.strip()]
     bad = [m for m in args.methods if m not in METHODS + WITH_ADABN] + [d for d in args.directions if d not in DIRECTIONS]
@@ -166,6 +169,7 @@ def row(direction: str, method: str, accuracies: list[float], seconds: list[floa
 @main_guard
 def main(argv=None) -> list[dict]:
     args = parse_args(argv)
+    check_new_file(args.json)
     rows = []
     for direction in args.directions:
         source_name, target_name = direction.split("->")
@@ -177,6 +181,13 @@ def main(argv=None) -> list[dict]:
             train_rows, validation_rows = split_per_class(pair.source.labels, VALIDATION_FRACTION, seed=seed)
             prepared = prepare_frozen(argparse.Namespace(**{**vars(args), "method": "dann"}), pair, train_rows,
                                       validation_rows)
+            # the seconds-long shallow rows first: a problem with them (too few samples for k = 100)
+            # shows before the deep trainings, not after
+            for method in [m for m in args.methods if m in ("tca", "jda")]:
+                outcome = shallow_run(method, prepared)
+                results.setdefault(method, []).append((outcome["scores"][method], outcome["seconds"]))
+                print(f"{direction} seed {seed} {method}: {outcome['scores'][method]:.4f} "
+                      f"({outcome['seconds']:.0f} s)", flush=True)
             # one "adabn" training serves both rows: source statistics = source-only, target statistics = AdaBN
             deep = ["adabn"] if {"source-only", "adabn"} & set(args.methods) else []
             deep += [m for m in ("coral", "dan", "dann") if m in args.methods or f"{m}+adabn" in args.methods]
@@ -186,11 +197,6 @@ def main(argv=None) -> list[dict]:
                     if name in args.methods:
                         results.setdefault(name, []).append((accuracy, outcome["seconds"]))
                         print(f"{direction} seed {seed} {name}: {accuracy:.4f} ({outcome['seconds']:.0f} s)", flush=True)
-            for method in [m for m in args.methods if m in ("tca", "jda")]:
-                outcome = shallow_run(method, prepared)
-                results.setdefault(method, []).append((outcome["scores"][method], outcome["seconds"]))
-                print(f"{direction} seed {seed} {method}: {outcome['scores'][method]:.4f} "
-                      f"({outcome['seconds']:.0f} s)", flush=True)
         for method in args.methods:
             accuracies = [a for a, _ in results[method]]
             seconds = [s for _, s in results[method]]

@@ -80,6 +80,18 @@ def writable_folder(folder, flag: str) -> Path:
     return folder
 
 
+def check_new_file(path, flag: str = "--json") -> Path | None:
+    """Before a long run: ``path`` must not exist yet (results are never overwritten) and its folder must take
+    a file, so that a typo costs a second, not the whole table at the end. None passes through."""
+    if path is None:
+        return None
+    path = Path(path).expanduser()
+    if path.exists():
+        raise UserError(f"{flag} {path} already exists; choose another path (results are never overwritten)")
+    writable_folder(path.parent, f"the folder of {flag}")
+    return path
+
+
 def place_file(source: Path, target: Path, link: bool) -> bool:
     """Copy (or symlink) ``source`` to ``target``; an existing target is left alone.
 

@@ -32,6 +32,7 @@ from concurrent.futures import ThreadPoolExecutor  # noqa: E402
 import numpy as np  # noqa: E402
 
 from common.errors import main_guard  # noqa: E402
+from common.files import check_new_file  # noqa: E402
 
 from .data import DOMAINS, load_domain, parse_tasks  # noqa: E402
 from .validation import InputError  # noqa: E402
@@ -235,6 +236,7 @@ def _check_args(args):
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     tasks, solvers = _check_args(args)
+    check_new_file(args.json)
     needed = sorted({d for t in tasks for d in t.split("->")}, key=list(DOMAINS).index)
     data = {d: load_domain(args.data_dir, d) for d in needed}
 

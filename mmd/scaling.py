@@ -41,6 +41,7 @@ import numpy as np  # noqa: E402
 from common.errors import main_guard  # noqa: E402
 from common.reports import pyplot, save_figure  # noqa: E402
 from common.training import make_run_dir, save_config  # noqa: E402
+from common.files import check_new_file  # noqa: E402
 
 from .validation import InputError  # noqa: E402
 
@@ -200,6 +201,7 @@ def main(argv=None) -> int:
     if args.n_components > args.dim and "primal" in methods:
         raise InputError(f"--n-components {args.n_components} exceeds --dim {args.dim} "
                          "(the primal problem has d dimensions)")
+    check_new_file(args.json)
     run_dir = make_run_dir(args.output_dir, "runs/mmd", "scaling")
     save_config(run_dir, vars(args))
     print(f"writing to {run_dir}", flush=True)

@@ -1,6 +1,6 @@
 """Eq. 20 solvers timed on the eigenproblems of one Office-Caltech JDA fit.
 
-    python -m mmd.solver_timing --data-dir ../shared/data/office_caltech10_surf --task C->A
+    python -m mmd.solver_timing --data-dir ../shared/data/office_caltech10_surf --task 'C->A'
 
 records the M of every iteration of a JDA fit (primal, k = 100: an 800 x 800
 pencil for the SURF features) and solves each problem with
@@ -33,6 +33,7 @@ import time  # noqa: E402
 import numpy as np  # noqa: E402
 
 from common.errors import main_guard  # noqa: E402
+from common.files import check_new_file  # noqa: E402
 
 from .data import load_domain, parse_tasks  # noqa: E402
 from .validation import InputError  # noqa: E402
@@ -54,13 +55,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="Time the eq. 20 eigensolvers (TF full eigh, LAPACK partial eigh, this "
                     "package's exact and iterative solvers) on the problems of one JDA fit.",
         epilog="example:\n  python -m mmd.solver_timing --data-dir "
-               "../shared/data/office_caltech10_surf --task C->A --json timing.json",
+               "../shared/data/office_caltech10_surf --task 'C->A' --json timing.json",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data-dir", default=os.environ.get("OFFICE_CALTECH_DIR",
                                                         "data/office_caltech10_surf"),
                    help="Office-Caltech10 SURF folder (default: $OFFICE_CALTECH_DIR or "
                         "data/office_caltech10_surf)")
-    p.add_argument("--task", default="C->A", help="one task, e.g. 'C->A' (quote it)")
+    p.add_argument("--task", default="C->A", help="one task, quoted for the shell (default: 'C->A')")
     p.add_argument("--n-components", type=int, default=100, help="k (100)")
     p.add_argument("--n-iter", type=int, default=10, help="JDA iterations recorded (10)")
     p.add_argument("--repeats", type=int, default=3, help="runs per timing, best kept (3)")
@@ -78,6 +79,7 @@ def main(argv=None) -> int:
         raise InputError("--repeats, --n-iter and --n-components must be >= 1")
     if not os.path.isdir(args.data_dir):
         raise InputError(f"--data-dir {args.data_dir!r} is not a folder")
+    check_new_file(args.json)
     src, tgt = tasks[0].split("->")
     Xs, ys = load_domain(args.data_dir, src)
     Xt, yt = load_domain(args.data_dir, tgt)

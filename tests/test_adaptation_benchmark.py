@@ -74,3 +74,10 @@ def test_both_commands_read_trade_off_and_views_alike(module, capsys):
             module.parse_args(bad)
         assert stop.value.code == 2
         assert ("--trade-off" if "--views" not in bad else "--views") in capsys.readouterr().err
+
+
+def test_the_benchmark_refuses_an_output_dir_it_would_not_write(capsys):
+    """Its rows go to --json; --output-dir was accepted and silently ignored."""
+    with pytest.raises(SystemExit) as stop:
+        benchmark.parse_args(["--output-dir", "somewhere"])
+    assert stop.value.code == 2 and "--json PATH" in capsys.readouterr().err

@@ -183,3 +183,19 @@ def test_distance_between_two_domains_before_and_after_adaptation(capsys):
             if line.split() and line.split()[0] in ("none", "jda")}
     assert float(rows["none"][4]) == pytest.approx(63.39, abs=0.005)   # 1-NN, no adaptation
     assert float(rows["jda"][4]) == pytest.approx(84.75, abs=0.005)
+
+
+def test_an_existing_json_is_refused_before_the_table_is_computed(tmp_path, capsys):
+    """Results are never overwritten, and a --json that cannot be written is found in a second, not after
+    the whole table (before: overwritten silently, or the run lost at its end)."""
+    data = fake_office_caltech(tmp_path, seed=1)
+    existing = tmp_path / "kept.json"
+    existing.write_text("{}")
+    (tmp_path / "a-file").write_text("x")
+    for path, message in ((existing, "already exists"), (tmp_path / "a-file" / "x.json", "cannot write")):
+        with pytest.raises(SystemExit) as exit_info:
+            benchmark.main(["--data-dir", data, "--method", "jda", "--tasks", "C->A", "--json", str(path)])
+        assert exit_info.value.code == 2
+        err = capsys.readouterr()
+        assert message in err.err and "->" not in err.out      # no task was run
+    assert existing.read_text() == "{}"

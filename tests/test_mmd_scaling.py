@@ -33,8 +33,8 @@ def test_scaling_measures_a_fit_in_a_child_process_and_skips_what_would_not_fit(
     assert json.loads((tmp_path / "run" / "rows.json").read_text()) == [row]
     # an exact kernel at n = 100,000 needs ~400 GB: a row that says so, no crash
     assert scaling.main(["--sizes", "100000", "--methods", "kernel-exact", "--max-memory-gib", "8",
-                         "--output-dir", str(tmp_path / "big"), "--json", str(out)]) == 0
-    [row] = json.loads(out.read_text())
+                         "--output-dir", str(tmp_path / "big"), "--json", str(tmp_path / "big.json")]) == 0
+    [row] = json.loads((tmp_path / "big.json").read_text())
     assert set(row) == KEYS and row["seconds"] is None and row["peak_rss_bytes"] is None
     assert "not run: needs about" in capsys.readouterr().out
 
