@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -190,15 +191,24 @@ def load_pairs(folder, description: str = "data folder") -> PairSet:
 
 
 def load_images(paths) -> list[tuple[Path, np.ndarray]]:
-    """Images to segment (no masks), each as uint8 grayscale at its own size."""
-    result = []
+    """Images to segment (no masks), each as uint8 grayscale at its own size.
+
+    As in the other predict commands, a file that cannot be read is named on
+    stderr and left out; only when none can be read is it an error.
+    """
+    result, problems = [], []
     for path in paths:
         path = Path(path)
-        if not path.is_file():
-            raise UserError(f"image {path} does not exist")
-        result.append((path, read_grayscale(path)))
+        try:
+            if not path.is_file():
+                raise UserError(f"image {path} does not exist")
+            result.append((path, read_grayscale(path)))
+        except UserError as error:
+            problems.append(str(error))
+    for problem in problems:
+        print(f"skipped: {problem}", file=sys.stderr)
     if not result:
-        raise UserError("no images given")
+        raise UserError("; ".join(problems) or "no images given")
     return result
 
 

@@ -90,6 +90,12 @@ def test_predict_writes_a_mask_and_an_overlay_per_image(gan_run, data, tmp_path)
     with pytest.raises(SystemExit) as exit_info:  # never overwrites what it wrote
         predict.main([str(images[0]), "--run", str(gan_run), "--output-dir", str(out)])
     assert exit_info.value.code == 2
+    # an unreadable file is named and skipped, as in the other predict commands (it stopped every image before)
+    (tmp_path / "notes.png").write_text("not an image")
+    skipped = predict.main([str(images[0]), str(tmp_path / "notes.png"), "--run-dir", str(gan_run),
+                            "--output-dir", str(tmp_path / "skip")])
+    assert sorted(path.name for path in skipped.iterdir()) == sorted(
+        [f"{images[0].name[: -len('.png')]}_mask.png", f"{images[0].name[: -len('.png')]}_overlay.png"])
     # the run folder first, or as --run-dir, as in the other predict commands: the same masks
     for argv, folder in (([str(gan_run), str(images[0])], "leading"), ([str(images[0]), "--run-dir", str(gan_run)], "flag")):
         again = predict.main(argv + ["--output-dir", str(tmp_path / folder)])
