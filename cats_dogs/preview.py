@@ -44,7 +44,7 @@ def main(argv=None) -> list[Path]:
     args = parser.parse_args(argv)
     image = Path(args.image)
     if not image.is_file():
-        raise UserError(f"image {image} does not exist")
+        raise UserError(f"image {image} {'is a folder: give one image file' if image.is_dir() else 'does not exist'}")
     problem = check_image_file(image)
     if problem:
         raise UserError(f"cannot read {image}: {problem}")

@@ -149,8 +149,10 @@ def warn_skipped(skipped: list[tuple[str, str]]) -> None:
     )
 
 
-def split_per_class(labels, validation, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def split_per_class(labels, validation, seed: int = 0, class_names=None) -> tuple[np.ndarray, np.ndarray]:
     """Seeded stratified split: ``validation`` images per class (int) or a fraction (float).
+
+    ``class_names[label]`` names a class in the error a too-small class gets.
 
     Returns index arrays (train, validation), each sorted, so that the same seed
     gives the same split on every machine whatever the file system's order.
@@ -166,7 +168,8 @@ def split_per_class(labels, validation, seed: int = 0) -> tuple[np.ndarray, np.n
             count = int(validation)
         if count < 1 or count >= len(members):
             raise UserError(
-                f"class {label} has {len(members)} images: too few to hold out {count} "
+                f"class {class_names[label] if class_names is not None else label} has {len(members)} images: "
+                f"too few to hold out {count} "
                 "for validation and still train on at least one"
             )
         shuffled = rng.permutation(members)

@@ -240,8 +240,9 @@ def main(argv=None) -> int:
     needed = sorted({d for t in tasks for d in t.split("->")}, key=list(DOMAINS).index)
     data = {d: load_domain(args.data_dir, d) for d in needed}
 
-    settings = {"kernel": args.kernel, "n_components": args.n_components,
-                "lambda": args.lambda_, "n_iter": args.n_iter}
+    settings = {"kernel": args.kernel, "n_components": args.n_components, "lambda": args.lambda_}
+    if args.method in ("jda", "bda"):   # TCA is one solve: no iterations, no mu
+        settings["n_iter"] = args.n_iter
     if args.method == "bda":
         settings["mu"] = args.mu
     if args.kernel == "rbf":

@@ -383,7 +383,9 @@ def train(args, fit, validation, box: CropBox, run_dir=None, strategy=None):
         for row in history.epochs:
             row = dict(row)
             row["epoch"] = row.pop("global_epoch")
-            row["seconds"] = round(time.perf_counter() - started, 1)
+            # "seconds" stays the epoch's own training time (as printed); the running total beside it
+            row["elapsed_seconds"] = round((epoch_rows[-1]["elapsed_seconds"] if epoch_rows else 0.0)
+                                           + row["seconds"], 2)
             epoch_rows.append(row)
 
     if board is not None:

@@ -49,6 +49,9 @@ def test_gan_run_writes_the_whole_folder(gan_run):
     with open(gan_run / "history.csv") as handle:
         epochs = list(csv.DictReader(handle))
     assert [row["depth"] for row in epochs] == ["0", "1"] and all(row["val_dice"] for row in epochs)
+    # each epoch's own seconds, and their running total (both epochs once got the phase's end time)
+    seconds = [float(row["seconds"]) for row in epochs]
+    assert [float(row["elapsed_seconds"]) for row in epochs] == pytest.approx([seconds[0], seconds[0] + seconds[1]])
     with open(gan_run / "steps.csv") as handle:
         steps = list(csv.DictReader(handle))
     assert len(steps) == 2 * 5  # 6 fit patients x 3 frames = 18 windows, 5 batches of 4 per epoch
