@@ -630,7 +630,13 @@ def run(args, distribution):
     if not args.shard:  # a --shard run only fills the cache: no run folder
         run_dir = distribution.make_run_dir(args.output_dir, OUTPUT_PARENT, "train")
         save_config(run_dir, {**cli.config_of(args), **distribution.describe()})
-    print(f"{len(data.train_paths)} training images (originals and views), {len(data.validation_paths)} validation images")
+    originals = int(data.original.sum())
+    views = len(data.train_paths) - originals
+    print(f"{len(data.train_paths)} training images ({originals} originals, {views} views), "
+          f"{len(data.validation_paths)} validation images")
+    if not views:
+        print(f"note: {args.data_dir} has no train_views/: stage 2 trains on the originals alone "
+              "(python -m flowers.prepare writes the textbook's flipped and rotated views)")
 
     base = build_base(args.backbone, args.weights, args.image_size)
     cut = cut_point(args, base)
