@@ -25,6 +25,8 @@ RESIZE_METHOD = "bilinear-antialias"
 class UnreadableImageWarning(UserWarning):
     """Raised (as a warning) when images are skipped, so tests and users can filter it."""
 
+    plain = True   # commands print it as "warning: ..." (common.errors.main_guard)
+
 
 @dataclasses.dataclass
 class ImageFolder:

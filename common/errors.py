@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import sys
+import warnings
 
 
 class UserError(Exception):
@@ -19,6 +20,8 @@ def main_guard(function):
 
     @functools.wraps(function)
     def wrapper(*args, **kwargs):
+        default_format = warnings.formatwarning
+        warnings.formatwarning = _plain_warnings(default_format)
         try:
             result = function(*args, **kwargs)
         except UserError as error:
@@ -32,10 +35,24 @@ def main_guard(function):
         except BaseException:
             _discard_unfinished_runs()
             raise
+        finally:
+            warnings.formatwarning = default_format
         _discard_unfinished_runs(finished=True)
         return result
 
     return wrapper
+
+
+def _plain_warnings(default_format):
+    """Warnings meant for the user (their category has ``plain = True``, e.g. skipped images) as
+    ``warning: ...`` lines, without the file name, line number and source line of the code that raised them."""
+
+    def format_warning(message, category, filename, lineno, line=None):
+        if getattr(category, "plain", False):
+            return f"warning: {message}\n"
+        return default_format(message, category, filename, lineno, line)
+
+    return format_warning
 
 
 def _discard_unfinished_runs(finished: bool = False) -> None:

@@ -59,3 +59,18 @@ def test_more_bad_numbers_are_refused_before_anything_runs(module, argv, message
     with pytest.raises(SystemExit) as exit_info:
         importlib.import_module(module).main(argv)
     assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_skipped_images_are_one_plain_warning_line_in_a_command(tmp_path):
+    """Before, the warning came with the file and line of the code that raised it and that source line."""
+    import subprocess
+    import sys
+
+    code = ("from common.errors import main_guard\nfrom common.data import warn_skipped\n"
+            "main_guard(lambda: warn_skipped([('a.jpg', 'empty file (0 bytes)')]))()\n"
+            "import warnings\nwarnings.warn('a bug', RuntimeWarning)\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0
+    assert "warning: skipped 1 unreadable image file(s):\n  a.jpg: empty file (0 bytes)\n" in result.stderr
+    assert "data.py" not in result.stderr
+    assert "RuntimeWarning: a bug" in result.stderr          # other warnings keep Python's format
