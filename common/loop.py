@@ -90,6 +90,7 @@ def train_loop(
     stopped = False
     show = progress_bar and sys.stderr.isatty()
     for epoch in range(1, epochs + 1):
+        epoch_started = time.perf_counter()
         bar = tqdm(total=steps_per_epoch, desc=f"{description} {epoch}/{epochs}", unit="step",
                    disable=not show, leave=False)
         first = len(step_rows)
@@ -112,7 +113,9 @@ def train_loop(
         keys = [key for key in step_rows[-1] if key not in ("step", "epoch", "progress")]
         summary = {"epoch": epoch}
         summary.update({key: float(np.mean([r[key] for r in step_rows[first:]])) for key in keys})
-        summary["seconds"] = round(time.perf_counter() - started, 2)
+        now = time.perf_counter()
+        summary["seconds"] = round(now - epoch_started, 2)      # this epoch's steps
+        summary["elapsed_seconds"] = round(now - started, 2)    # since the loop began, validation included
         if on_epoch_end is not None:
             extra = dict(on_epoch_end(epoch, dict(summary)) or {})
             stopped = bool(extra.pop("stop", False))

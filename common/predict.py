@@ -185,7 +185,7 @@ def predict_command(doc: str, argv, *, parent: str, stages: tuple[str, ...], tra
     )
     parser.add_argument("--top-k", type=int, default=5, metavar="K",
                         help="how many classes to list per image, best first (default: 5, at most all)")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)   # options may stand between the run folder and the images
     if args.top_k < 1:
         parser.error("--top-k must be at least 1")
     run_dir, images = run_and_images(args.run_dir, args.images)

@@ -70,7 +70,7 @@ def parse_args(argv=None):
     parser.add_argument("--run-dir", "--run", dest="run", default=None, metavar="FOLDER",
                         help=f"a segmentation.train run folder (default: the newest under {RUNS}/ holding {MODEL_FILE})")
     parser.add_argument("--output-dir", default=None, help=f"where to write (default: a new {RUNS}/predict-<time>/)")
-    return parser.parse_args(argv)
+    return parser.parse_intermixed_args(argv)   # options may stand between the run folder and the images
 
 
 @main_guard

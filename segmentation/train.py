@@ -82,6 +82,7 @@ def parse_args(argv=None):
     )
     # No bottleneck cache here: the encoder is fine-tuned, so its features change.
     parser._option_string_actions["--cache-dir"].help = argparse.SUPPRESS
+    parser._option_string_actions["--backbone"].choices = sorted(BACKBONES)   # the encoders it can mirror
     parser._option_string_actions["--image-size"].help = (
         "side of the network's input; the window is resized to it (default: --roi-size, whatever the backbone)"
     )
@@ -383,7 +384,8 @@ def train(args, fit, validation, box: CropBox, run_dir=None, strategy=None):
         for row in history.epochs:
             row = dict(row)
             row["epoch"] = row.pop("global_epoch")
-            # "seconds" stays the epoch's own training time (as printed); the running total beside it
+            # "seconds" is the epoch's own training time (as printed); elapsed_seconds their running total over
+            # every phase (train_loop's own restarts with each phase)
             row["elapsed_seconds"] = round((epoch_rows[-1]["elapsed_seconds"] if epoch_rows else 0.0)
                                            + row["seconds"], 2)
             epoch_rows.append(row)

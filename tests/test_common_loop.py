@@ -58,3 +58,19 @@ def test_stop_from_the_epoch_callback_and_a_short_dataset():
     finite = tf.data.Dataset.from_tensor_slices((np.zeros((4, 1), "float32"),)).batch(2)
     with pytest.raises(ValueError, match="ran out after 2 steps"):
         train_loop(step, finite, epochs=1, steps_per_epoch=3, progress_bar=False)
+
+
+def test_each_epoch_gets_its_own_seconds_and_the_running_total_beside_them():
+    """``seconds`` used to be the time since the loop began, so every later epoch looked slower."""
+    import time
+
+    def step(batch, progress):
+        return {"value": tf.reduce_sum(batch[0])}
+
+    history = train_loop(step, regression_problem(), epochs=3, steps_per_epoch=2,
+                         on_epoch_end=lambda epoch, row: time.sleep(0.3), progress_bar=False)
+    seconds = [row["seconds"] for row in history.epochs]
+    elapsed = [row["elapsed_seconds"] for row in history.epochs]
+    assert seconds[1] < 0.25 and seconds[2] < 0.25            # two trivial steps, not the 0.3 s callbacks before
+    assert elapsed[1] - elapsed[0] >= 0.3 and elapsed[2] - elapsed[1] >= 0.3
+    assert elapsed[0] == pytest.approx(seconds[0], abs=0.02)
