@@ -133,6 +133,7 @@ def test_steps_run_unchanged_under_a_distribution_strategy():
         keras.utils.set_random_seed(0)
         plain = DomainAdapter(vector_encoder(10, units=(8,)), 2, method, bottleneck=8, discriminator_units=(16,))
         plain.fit((source_x, source_y), target_x, epochs=1, progress_bar=False)
+        assert len(distributed.history.steps) == len(plain.history.steps) > 0
         for ours, theirs in zip(distributed.history.steps, plain.history.steps):
             assert ours == pytest.approx(theirs, rel=1e-5, abs=1e-6)
         np.testing.assert_allclose(distributed.predict_proba(target_x), plain.predict_proba(target_x), atol=1e-6)

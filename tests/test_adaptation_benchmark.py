@@ -35,7 +35,17 @@ def data_dir(tmp_path):
     return root
 
 
-def test_benchmark_table_end_to_end(data_dir, tmp_path, capsys):
+def test_benchmark_table_end_to_end(data_dir, tmp_path, capsys, monkeypatch):
+    trainings, scored_rows = [], []
+    real_train_once, real_predict_views = benchmark.train_once, benchmark.predict_views
+    monkeypatch.setattr(benchmark, "train_once", lambda *a, **k: trainings.append(a[3]) or real_train_once(*a, **k))
+
+    def counting_predict_views(adapter, inputs, domain):
+        probabilities = real_predict_views(adapter, inputs, domain)
+        scored_rows.append((domain, len(probabilities)))
+        return probabilities
+
+    monkeypatch.setattr(benchmark, "predict_views", counting_predict_views)
     before = snapshot(data_dir)
     table = tmp_path / "out" / "table.json"
     methods = ["source-only", "adabn", "dan", "tca"]
@@ -56,7 +66,11 @@ def test_benchmark_table_end_to_end(data_dir, tmp_path, capsys):
         assert row["accuracy_mean"] == pytest.approx(np.mean(row["accuracy"]), abs=1e-4)
         assert row["accuracy_std"] == pytest.approx(np.std(row["accuracy"]), abs=1e-4)
     by_method = {row["method"]: row for row in rows}
-    assert by_method["source-only"]["seconds"] == by_method["adabn"]["seconds"]  # one training, two scorings
+    assert by_method["source-only"]["seconds"] == by_method["adabn"]["seconds"]
+    # one training serves source-only and AdaBN, one more for DAN: 2 per seed, each at the given lambda
+    assert len(trainings) == 4 and set(trainings) <= {0.0, 1.0}, trainings
+    # every scoring predicts the whole flower17 side (with the target's, then the source's BatchNorm statistics)
+    assert len(scored_rows) == 2 * 3 and {rows for _, rows in scored_rows} == {target_size}
     assert json.loads(table.read_text()) == rows
     printed = capsys.readouterr().out
     assert f"wrote {table.resolve()}" in printed

@@ -1,5 +1,6 @@
 """python -m mmd.scaling: rows, skipped rows, plot; the synthetic domains."""
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -20,7 +21,10 @@ def test_synthetic_domains_are_seeded_shifted_and_sized():
 
 
 def test_scaling_measures_a_fit_in_a_child_process_and_skips_what_would_not_fit(
-        tmp_path, capsys):
+        tmp_path, capsys, monkeypatch):
+    children = []
+    real_popen = scaling.subprocess.Popen
+    monkeypatch.setattr(scaling.subprocess, "Popen", lambda args, **kw: children.append(args) or real_popen(args, **kw))
     out = tmp_path / "rows.json"
     assert scaling.main(["--sizes", "200", "--methods", "primal", "--dim", "10", "--classes", "3",
                          "--n-components", "5", "--n-landmarks", "20", "--n-iter", "2",
@@ -29,6 +33,7 @@ def test_scaling_measures_a_fit_in_a_child_process_and_skips_what_would_not_fit(
     assert set(row) == KEYS and row["method"] == "primal" and row["n"] == 200
     assert row["seconds"] > 0 and row["accuracy"] > 80
     assert row["peak_rss_bytes"] > 100 * 2 ** 20          # a process with TensorFlow loaded
+    assert len(children) == 1 and children[0][:2] == [sys.executable, "-c"] and "_worker" in children[0][2]
     assert (tmp_path / "run" / "scaling.png").read_bytes()[:4] == b"\x89PNG"
     assert json.loads((tmp_path / "run" / "rows.json").read_text()) == [row]
     # an exact kernel at n = 100,000 needs ~400 GB: a row that says so, no crash

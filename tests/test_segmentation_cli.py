@@ -58,8 +58,15 @@ def test_gan_run_writes_the_whole_folder(gan_run):
     for key in ("l1", "adversarial", "discriminator_loss", "d_real_scale1", "d_fake_scale4"):
         assert key in steps[0], key
     selection = json.loads((gan_run / "validation.json").read_text())
-    assert selection["depth"] in (0, 1) and selection["validation_images"] == 6
-    assert str(selection["depth"]) in selection["best_val_dice_by_depth"]
+    assert selection["validation_images"] == 6
+    # the choices are the validation curve's: the best epoch (first of ties), its depth, its Dice at 0.5,
+    # the best Dice of every depth, and the binarisation with the best validation Dice
+    best = max(epochs, key=lambda row: (float(row["val_dice"]), -int(row["epoch"])))
+    assert selection["epoch"] == int(best["epoch"]) and selection["depth"] == int(best["depth"])
+    assert selection["val_dice_at_0.5"] == pytest.approx(float(best["val_dice"]), abs=1e-6)
+    for depth, dice in selection["best_val_dice_by_depth"].items():
+        assert dice == pytest.approx(max(float(row["val_dice"]) for row in epochs if row["depth"] == depth), abs=1e-9)
+    assert selection["val_dice_chosen"] == pytest.approx(max(selection["val_dice_by_binarisation"].values()))
     config = json.loads((gan_run / "config.json").read_text())
     assert config["roi"]["size"] == 32 and config["method"] == "gan" and len(config["validation_patient_ids"]) == 2
     assert "Sensitivity" in (gan_run / "table3.md").read_text()

@@ -33,6 +33,7 @@ def test_segmentation_networks_give_a_probability_per_pixel(vgg):
     for network in (model, build_unet(32, width=4)):
         output = network(images).numpy()
         assert output.shape == (2, 32, 32, 1)  # full resolution: the decoder undoes every stride
+        assert output.min() >= 0.0 and output.max() <= 1.0 and network.layers[-1].activation.__name__ == "sigmoid"
         assert not np.allclose(output[0], output[1])  # and it depends on the image
 
 
@@ -44,6 +45,7 @@ def test_layer_wise_unfreezing_releases_encoder_blocks_from_the_top(vgg):
     assert trainable() == [] and len(model.trainable_weights) == decoder_weights
     set_trainable_depth(base, "vgg16", 1)
     assert trainable() == ["block5_conv1", "block5_conv2", "block5_conv3"]
+    assert len(model.trainable_weights) == decoder_weights + 6   # their kernels and biases reach the model
     set_trainable_depth(base, "vgg16", 2)
     assert trainable()[0] == "block4_conv1" and len(trainable()) == 6
     set_trainable_depth(base, "vgg16", 5)
