@@ -90,10 +90,10 @@ def test_finetune_refuses_a_top_model_of_another_backbone(cats_dogs_dir, tmp_pat
     out = tmp_path / "run"
     bottleneck.main(["--data-dir", str(cats_dogs_dir), "--cache-dir", str(tmp_path / "cache"),
                      "--output-dir", str(out), "--epochs", "1", *FAST])
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as exit_info:
         finetune.main(["--data-dir", str(cats_dogs_dir), "--top-model", str(out / "bottleneck_fc_model.weights.h5"),
                        "--backbone", "mobilenet_v2", "--weights", "none", "--image-size", "32"])
-    assert "was trained on backbone=vgg16" in capsys.readouterr().err
+    assert exit_info.value.code == 2 and "was trained on backbone=vgg16" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

@@ -31,10 +31,15 @@ def test_horizontal_flip_mirrors_some_images_and_leaves_the_rest():
     assert 10 < sum(flipped) < 54
 
 
-def test_vertical_flip_only_flips_rows():
-    images = np.transpose(gradient_batch(count=32), (0, 2, 1, 3))  # value encodes the row
+def test_vertical_flip_flips_the_rows_of_some_images_and_leaves_the_rest():
+    rows, columns = np.meshgrid(np.arange(32.0), np.arange(32.0), indexing="ij")
+    image = np.repeat((rows * 4 + columns / 8)[..., None], 3, axis=-1).astype("float32")  # varies along both axes
+    images = np.repeat(image[None], 32, axis=0)
     out = np.asarray(Augmenter(vertical_flip=True, seed=2)(images))
-    assert all(np.allclose(o, images[0]) or np.allclose(o, images[0][::-1]) for o in out)
+    flipped = [np.allclose(o, image[::-1]) for o in out]       # a column flip would match neither
+    same = [np.allclose(o, image) for o in out]
+    assert all(f or s for f, s in zip(flipped, same))
+    assert 5 < sum(flipped) < 27
 
 
 def test_width_shift_moves_content_by_at_most_the_fraction():

@@ -61,10 +61,12 @@ def test_split_before_augment_no_view_of_a_validation_image_is_trained_on(tmp_pa
 def test_split_is_seeded(tmp_path):
     source = make_flower_folder(tmp_path / "photos", {"a": 6, "b": 6})
     records = []
-    for run in ("one", "two"):
-        prepare.main(["--from", str(source), "--data-dir", str(tmp_path / run), "--validation-per-class", "2"])
+    for run, seed in (("one", "0"), ("two", "0"), ("other", "1")):
+        prepare.main(["--from", str(source), "--data-dir", str(tmp_path / run), "--validation-per-class", "2",
+                      "--seed", seed])
         records.append(json.loads((tmp_path / run / "split.json").read_text())["files"])
-    assert records[0] == records[1]
+    assert records[0] == records[1]                                   # the same seed, the same split
+    assert records[0]["validation"] != records[2]["validation"]       # another seed, another split
 
 
 def test_class_with_too_few_images_is_a_clear_error(tmp_path, capsys):

@@ -271,3 +271,16 @@ def test_baselines_refuse_a_deep_run_on_another_split(first_run, prepared, tmp_p
     error = capsys.readouterr().err
     assert "is not a run on this data folder" in error and "on 9 validation images, not 6" in error
     assert not (tmp_path / "named").exists()
+
+
+def test_epochs_0_scores_the_untrained_head(prepared, tmp_path):
+    """flowers.train alone accepts --epochs 0 (every other command needs 1): it reports the untrained head."""
+    run = train.main(["--data-dir", str(prepared / "prepared"), "--output-dir", str(tmp_path / "run"),
+                      "--cache-dir", str(prepared / "cache"), "--epochs", "0", *TINY])
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["stage2"]["epochs"] == 0 and metrics["final_stage"] == "stage2"
+    assert np.asarray(metrics["confusion_matrix"]).sum() == metrics["n_val"] == 9
+    confusion = np.asarray(metrics["confusion_matrix"])
+    assert metrics["val_accuracy"] == pytest.approx(np.trace(confusion) / confusion.sum())
+    rows = (run / "history.csv").read_text().strip().splitlines()
+    assert len(rows) <= 1                                                # no epoch trained, so no epoch row

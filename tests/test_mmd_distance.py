@@ -50,10 +50,22 @@ def test_paired_evaluation_matches_gram_diagonal():
 
 # ------------------------------------------------------------------------ mmd2
 
-@pytest.mark.parametrize("kernel", ["linear", "rbf", "polynomial", "multi-rbf"])
-def test_mmd_of_a_sample_with_itself_is_zero(kernel):
-    X = np.random.default_rng(2).standard_normal((40, 5))
-    assert abs(float(mmd2(X, X, kernel=kernel))) < 1e-10
+def test_mmd2_equals_its_definition_from_scikit_learn_kernels():
+    """Biased: mean Kxx + mean Kyy - 2 mean Kxy; unbiased: the same without the diagonals, / m(m-1).
+    (A sample against itself gives 0 for any kernel under the biased form, so that checks nothing.)"""
+    rng = np.random.default_rng(2)
+    X, Y = rng.standard_normal((40, 5)), rng.standard_normal((30, 5)) + 0.4
+    for kernel, reference in (("rbf", lambda A, B: sk_rbf(A, B, gamma=0.2)),
+                              ("polynomial", lambda A, B: sk_poly(A, B, degree=2, gamma=0.5, coef0=1.0)),
+                              ("linear", lambda A, B: A @ B.T)):
+        params = {"rbf": {"gamma": 0.2}, "polynomial": {"degree": 2, "gamma": 0.5, "coef0": 1.0}}.get(kernel, {})
+        Kxx, Kyy, Kxy = reference(X, X), reference(Y, Y), reference(X, Y)
+        biased = Kxx.mean() + Kyy.mean() - 2 * Kxy.mean()
+        m, n = len(X), len(Y)
+        unbiased = ((Kxx.sum() - np.trace(Kxx)) / (m * (m - 1)) + (Kyy.sum() - np.trace(Kyy)) / (n * (n - 1))
+                    - 2 * Kxy.mean())
+        assert float(mmd2(X, Y, kernel=kernel, **params)) == pytest.approx(biased, rel=1e-10), kernel
+        assert float(mmd2(X, Y, kernel=kernel, estimator="unbiased", **params)) == pytest.approx(unbiased, rel=1e-9), kernel
 
 
 @pytest.mark.parametrize("kernel", ["linear", "rbf", "multi-rbf"])
