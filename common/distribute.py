@@ -318,6 +318,9 @@ def _loss_and_accuracy(model):
     sparse = "sparse" in getattr(loss_function, "__name__", type(loss_function).__name__)
 
     def per_example_loss(labels, predictions):
+        if predictions.shape[-1] == 1 and labels.shape.rank == predictions.shape.rank - 1:
+            # one sigmoid output, labels (N,): Model.fit adds this axis itself, a custom step must
+            labels = tf.expand_dims(tf.cast(labels, predictions.dtype), -1)
         values = loss_function(labels, predictions)
         return tf.reshape(values, [tf.shape(predictions)[0], -1])[:, 0] if values.shape.rank else values
 

@@ -1,6 +1,6 @@
 """A tiny seeded training run under a given --distribute mode, for tests/test_common_distribute.py.
 
-    python tests/distribute_tiny.py MODE OUT_DIR [--logical-cpus N]
+    python tests/distribute_tiny.py MODE OUT_DIR [--logical-cpus N] [--binary]
 
 Trains a small CNN for a few steps on drawn images through common.distribute
 and writes weights.npy and history.json into OUT_DIR (the chief's run
@@ -43,9 +43,12 @@ def main():
         model = keras.Sequential([
             keras.Input((16, 16, 3)), keras.layers.Rescaling(1 / 255),
             keras.layers.Conv2D(4, 3, activation="relu"), keras.layers.GlobalAveragePooling2D(),
-            keras.layers.Dense(2, activation="softmax"),
+            # --binary: cats vs dogs' head, one sigmoid output against labels of shape (N,)
+            keras.layers.Dense(1, activation="sigmoid") if "--binary" in sys.argv
+            else keras.layers.Dense(2, activation="softmax"),
         ])
-        model.compile(optimizer=keras.optimizers.SGD(0.5), loss="sparse_categorical_crossentropy",
+        model.compile(optimizer=keras.optimizers.SGD(0.5),
+                      loss="binary_crossentropy" if "--binary" in sys.argv else "sparse_categorical_crossentropy",
                       metrics=["accuracy"])
     train = distribution.dataset(
         lambda batch, shard: make_dataset(folder.paths, folder.labels, (16, 16), batch, shuffle=True, seed=1,

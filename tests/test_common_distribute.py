@@ -40,9 +40,11 @@ def load(run):
     return np.load(run / "weights.npy"), json.loads((run / "history.json").read_text())
 
 
-def test_mirrored_on_two_logical_cpus_ends_with_one_devices_weights(tmp_path):
-    finished(run_tiny("none", tmp_path / "none"))
-    finished(run_tiny("mirrored", tmp_path / "mirrored", "--logical-cpus", "2"))
+@pytest.mark.parametrize("head", [[], ["--binary"]], ids=["softmax", "one-sigmoid"])
+def test_mirrored_on_two_logical_cpus_ends_with_one_devices_weights(tmp_path, head):
+    """The one-sigmoid head (cats vs dogs: labels (N,) against outputs (N, 1)) crashed the replicated step."""
+    finished(run_tiny("none", tmp_path / "none", *head))
+    finished(run_tiny("mirrored", tmp_path / "mirrored", "--logical-cpus", "2", *head))
     single, single_history = load(tmp_path / "none")
     mirrored, mirrored_history = load(tmp_path / "mirrored")
     assert mirrored_history["replicas"] == 2 and single_history["replicas"] == 1
