@@ -29,8 +29,10 @@ def main_guard(function):
             print(f"error: {error}", file=sys.stderr)
             raise SystemExit(2) from None
         except KeyboardInterrupt:
-            _discard_unfinished_runs()
-            print("interrupted: finished cache shards are kept; rerun to resume.", file=sys.stderr)
+            kept = _discard_unfinished_runs()
+            where = "".join(f"; {folder} keeps what the run wrote (rerun with another --output-dir)"
+                            for folder in kept)
+            print(f"interrupted: finished cache shards are kept; rerun to resume{where}.", file=sys.stderr)
             raise SystemExit(130) from None
         except BaseException:
             _discard_unfinished_runs()
@@ -55,14 +57,14 @@ def _plain_warnings(default_format):
     return format_warning
 
 
-def _discard_unfinished_runs(finished: bool = False) -> None:
+def _discard_unfinished_runs(finished: bool = False) -> list:
     """``common.training.discard_unfinished_runs`` if a run folder can have been opened (training imported);
     after a command that finished, only forget its folders (a later command in the same process must not
     touch them)."""
     training = sys.modules.get("common.training")
     if training is None:
-        return
+        return []
     if finished:
         training._OPENED.clear()
-    else:
-        training.discard_unfinished_runs()
+        return []
+    return training.discard_unfinished_runs()

@@ -19,8 +19,12 @@ from common.errors import UserError
 
 MONITOR = "val_accuracy"  # Keras 3's name; the textbook's "val_acc" no longer exists
 
-#: run folders this process opened, with whether it created them (see ``discard_unfinished_runs``)
-_OPENED: list[tuple[Path, bool]] = []
+#: run folders this process opened: (folder, whether it created it, the names already in it)
+_OPENED: list[tuple[Path, bool, frozenset]] = []
+
+#: what a run writes before its first epoch ends; a folder holding no more than these (history.csv with its
+#: header alone) has no result in it
+_BEFORE_FIRST_EPOCH = frozenset({"config.json", "labels.txt", "history.csv", "iterations.csv", "tensorboard"})
 
 
 def make_run_dir(output_dir, default_parent, stage: str) -> Path:
@@ -45,7 +49,7 @@ def make_run_dir(output_dir, default_parent, stage: str) -> Path:
     created = not run_dir.exists()
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
-        _OPENED.append((run_dir, created))
+        _OPENED.append((run_dir, created, frozenset(entry.name for entry in run_dir.iterdir())))
         probe = run_dir / ".write-test"
         probe.write_text("")
         probe.unlink()
@@ -54,32 +58,42 @@ def make_run_dir(output_dir, default_parent, stage: str) -> Path:
     return run_dir
 
 
-def discard_unfinished_runs() -> None:
-    """Undo the run folders of a command that stopped before writing any result.
+def discard_unfinished_runs() -> list[Path]:
+    """Undo the run folders of a command that stopped before any result; return the folders kept.
 
     A run folder is opened and its ``config.json`` written before the slow
-    checks (weights, layers, data) can fail; left behind, that folder would
-    refuse the corrected command's ``--output-dir`` ("already holds a run's
-    results") and pile up under ``runs/`` without ``--output-dir``. A folder
-    holding nothing but that ``config.json`` (which ``make_run_dir`` proved
-    was not there before) goes; the folder itself only if this process made
-    it. Anything else in it is a result and stays.
+    checks (weights, layers, data) and the first epoch, which can fail or be
+    interrupted; left behind, that folder would refuse the corrected command's
+    ``--output-dir`` ("already holds a run's results") and pile up under
+    ``runs/``. What this run added goes if it is no more than what a run
+    writes before its first epoch ends (``_BEFORE_FIRST_EPOCH``, history.csv
+    with its header alone); the folder itself only if this process made it.
+    Anything that was there before, and any folder with a finished epoch or a
+    result, stays.
     """
+    import shutil
+
+    kept = []
     while _OPENED:
-        run_dir, created = _OPENED.pop()
+        run_dir, created, before = _OPENED.pop()
         try:
-            entries = {entry.name for entry in run_dir.iterdir()}
+            added = {entry.name for entry in run_dir.iterdir()} - before
         except OSError:
             continue
-        if not entries <= {"config.json"}:
+        history = run_dir / "history.csv"
+        epochs_logged = "history.csv" in added and len(history.read_text().strip().splitlines()) > 1
+        if not added <= _BEFORE_FIRST_EPOCH or epochs_logged:
+            kept.append(run_dir)
             continue
-        if entries:
-            (run_dir / "config.json").unlink(missing_ok=True)
+        for name in added:
+            path = run_dir / name
+            shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
         if created:
             try:
                 run_dir.rmdir()
             except OSError:
                 pass
+    return kept
 
 
 def latest_run(parent, stage: str, required_file: str) -> Path | None:

@@ -70,3 +70,33 @@ def test_skipped_images_are_one_plain_warning_line_in_a_command(tmp_path):
     assert "warning: skipped 1 unreadable image file(s):\n  a.jpg: empty file (0 bytes)\n" in result.stderr
     assert "data.py" not in result.stderr
     assert "RuntimeWarning: a bug" in result.stderr          # other warnings keep Python's format
+
+
+@pytest.mark.parametrize("epochs_done, stop", [(0, RuntimeError("a crash in the first step")), (0, KeyboardInterrupt()),
+                                               (1, RuntimeError("a crash later")), (1, KeyboardInterrupt())])
+def test_a_stopped_run_takes_back_its_folder_unless_an_epoch_finished(tmp_path, capsys, epochs_done, stop):
+    """Before, a crash in the first step (config.json, a header-only history.csv, tensorboard/) left a folder
+    that refused the rerun's --output-dir; a folder with a finished epoch is the user's and stays."""
+    from common.errors import main_guard
+    from common.training import make_run_dir, save_config
+
+    out = tmp_path / "run"
+
+    @main_guard
+    def command():
+        run_dir = make_run_dir(str(out), "unused", "stage")
+        save_config(run_dir, {"epochs": 3})
+        (run_dir / "tensorboard" / "train").mkdir(parents=True)
+        (run_dir / "history.csv").write_text("epoch,loss\n" + "".join(f"{e},0.5\n" for e in range(1, epochs_done + 1)))
+        raise stop
+
+    with pytest.raises((RuntimeError, SystemExit)):
+        command()
+    assert out.exists() == bool(epochs_done)
+    if isinstance(stop, KeyboardInterrupt):
+        assert (str(out) in capsys.readouterr().err) == bool(epochs_done)   # says where the partial run is
+    if not epochs_done:
+        assert make_run_dir(str(out), "unused", "stage") == out            # the rerun may use the folder
+        import common.training
+
+        common.training._OPENED.clear()                                    # opened outside a command
