@@ -184,7 +184,11 @@ def setup(name: str = "none") -> Distribution:
         task_type, task_index = task["type"], int(task["index"])
     except (ValueError, KeyError, TypeError):
         raise UserError(f"TF_CONFIG is not valid: expected JSON like {TF_CONFIG_EXAMPLE}") from None
-    strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    try:
+        strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    except (ValueError, TypeError) as error:   # TF's own checks of the cluster (task index, job names, lists)
+        raise UserError(f"TF_CONFIG is not valid: {str(error).splitlines()[0]} (expected JSON like "
+                        f"{TF_CONFIG_EXAMPLE})") from None
     workers = sum(len(cluster.get(kind, [])) for kind in ("chief", "worker"))
     is_chief = task_type == "chief" or (task_type == "worker" and task_index == 0 and "chief" not in cluster)
     position = task_index + (1 if task_type == "worker" and "chief" in cluster else 0)

@@ -87,6 +87,21 @@ def test_multi_worker_without_tf_config_is_a_one_line_error(monkeypatch):
         distribute.setup("multi-worker")
 
 
+@pytest.mark.parametrize("config", [
+    '{"cluster": {"worker": ["localhost:1"]}, "task": {"type": "worker", "index": 5}}',
+    '{"cluster": {"worker": "localhost:1"}, "task": {"type": "worker", "index": 0}}',
+    '{"cluster": {"worker": ["localhost:1"]}, "task": {"type": "ps", "index": 0}}',
+])
+def test_a_tf_config_that_tensorflow_rejects_is_a_one_line_error(config):
+    """Well-formed JSON that TensorFlow's cluster checks refuse was a ValueError / TypeError traceback."""
+    code = ("from common import distribute\nfrom common.errors import main_guard\n"
+            "main_guard(lambda: distribute.setup('multi-worker'))()\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "TF_CONFIG": config}, cwd=Path(__file__).resolve().parents[1])
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "error: TF_CONFIG is not valid" in result.stderr and "Traceback" not in result.stderr
+
+
 @pytest.mark.parametrize("text", ["2/2", "-1/2", "0/0", "1", "a/b", "0/2/3"])
 def test_a_bad_shard_is_refused_by_the_parser(text, capsys):
     import argparse
