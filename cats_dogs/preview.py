@@ -42,6 +42,8 @@ def main(argv=None) -> list[Path]:
     parser.add_argument("--prefix", default="cat", help="file name prefix (default: cat)")
     parser.add_argument("--seed", type=int, default=None, help="random seed (default: a new draw each run)")
     args = parser.parse_args(argv)
+    if not args.prefix or args.prefix in (".", "..") or any(sep in args.prefix for sep in ("/", "\\")):
+        parser.error(f"--prefix is a file name prefix, not a path: {args.prefix!r} (choose the folder with --out-dir)")
     image = Path(args.image)
     if not image.is_file():
         raise UserError(f"image {image} {'is a folder: give one image file' if image.is_dir() else 'does not exist'}")

@@ -55,7 +55,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--weights", default="imagenet", help="imagenet, none or a weights file")
     parser.add_argument("--image-size", type=int, default=None, help="(default: the backbone's own)")
     parser.add_argument("--pooling", default=None, choices=["avg", "max"], help="(default: none, the conv map)")
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=32, help="(default: 32)")
     parser.add_argument("--limit", type=int, default=512, help="benchmark the first N images, 0 for all (default: 512)")
     parser.add_argument("--repeats", type=int, default=2, help="bare-forward passes, best counts (default: 2)")
     parser.add_argument("--output-dir", default=None, help="(default: runs/benchmark/features-<time>/)")
@@ -67,7 +67,8 @@ def main(argv=None) -> dict:
     folder = load_image_folder(args.data_dir)
     paths = folder.paths[: args.limit] if args.limit else folder.paths
     if len(paths) < args.batch_size:
-        raise UserError(f"only {len(paths)} images; the benchmark needs at least one batch ({args.batch_size})")
+        raise UserError(f"only {len(paths)} images to time (--limit {args.limit}, {len(folder.paths)} in the folder); "
+                        f"the benchmark needs at least one batch of --batch-size {args.batch_size}")
     run_dir = make_run_dir(args.output_dir, "runs/benchmark", "features")
     save_config(run_dir, {**vars(args), "image_size": size, "n_images": len(paths)})
 

@@ -145,6 +145,8 @@ class Distribution:
     def finish(self) -> None:
         for folder in self._temporary:
             shutil.rmtree(folder, ignore_errors=True)
+            print(f"worker {self.worker_index}: the chief writes the run folder; this worker's temporary "
+                  f"copy {folder} was removed", flush=True)
         self._temporary.clear()
 
     def __enter__(self) -> "Distribution":
@@ -171,6 +173,9 @@ def setup(name: str = "none") -> Distribution:
         devices = [d.name for d in tf.config.list_logical_devices("GPU")]
         if not devices:
             devices = [d.name for d in tf.config.list_logical_devices("CPU")]
+        if len(devices) == 1:
+            print(f"note: --distribute mirrored found one device ({devices[0]}): one replica, the same training "
+                  "as --distribute none", flush=True)
         return Distribution(name, tf.distribute.MirroredStrategy(devices=devices))
     config = os.environ.get("TF_CONFIG")
     if not config:

@@ -45,6 +45,7 @@ def check_features(X, name: str = "X", min_samples: int = 1) -> np.ndarray:
                            input_name=name)
     except ValueError as exc:
         message = " ".join(str(exc).split())   # one line for the commands
+        message = message.split(" array=")[0].rstrip(":, ")   # not the whole array scikit-learn quotes
         raise InputError(message if name in message else f"{name}: {message}") from None
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from common import cli
 from common.errors import UserError, main_guard
+from common.files import check_new_file
 from segmentation.report import run_label, table3
 
 
@@ -26,7 +27,13 @@ def rows_of(run_dirs) -> list[tuple[str, dict]]:
         metrics_path, config_path = run_dir / "metrics.json", run_dir / "config.json"
         if not metrics_path.is_file():
             raise UserError(f"{metrics_path} does not exist; give folders of segmentation.train runs that scored test/")
-        metrics = json.loads(metrics_path.read_text())
+        try:
+            metrics = json.loads(metrics_path.read_text())
+        except ValueError as error:
+            raise UserError(f"{metrics_path} is not valid JSON ({error}); was the run interrupted?") from None
+        if not isinstance(metrics.get("test"), dict):
+            raise UserError(f"{metrics_path} holds no test scores: {run_dir} is not a segmentation.train run "
+                            "that scored test/ (a --skip-test run, or another command's folder)")
         if not config_path.is_file() and (run_dir.parent / "config.json").is_file():
             config_path = run_dir.parent / "config.json"  # an evaluation-<time>/ folder inside its run
         config = json.loads(config_path.read_text()) if config_path.is_file() else {}
@@ -51,12 +58,11 @@ def parse_args(argv=None):
 @main_guard
 def main(argv=None):
     args = parse_args(argv)
+    check_new_file(args.output, "--output")   # before reading the runs; never over an existing file
     text = table3(rows_of(args.runs))
     print(text, end="")
     if args.output:
         output = Path(args.output)
-        if output.exists():
-            raise UserError(f"{output} already exists; choose another --output")
         output.write_text(text)
         print(f"wrote {output.resolve()}")
     return text

@@ -236,3 +236,12 @@ def test_preview_of_a_text_file_is_refused(tmp_path, capsys):
     with pytest.raises(SystemExit):
         preview.main([str(tmp_path / "cat.jpg"), "--out-dir", str(tmp_path / "p")])
     assert "not an image" in capsys.readouterr().err
+
+
+def test_preview_refuses_a_prefix_that_is_a_path(cats_dogs_dir, tmp_path, capsys):
+    """'--prefix ../x' wrote beside --out-dir while the message named --out-dir."""
+    with pytest.raises(SystemExit) as exit_info:
+        preview.main([str(cats_dogs_dir / "train" / "cats" / "cats0.jpg"), "--out-dir", str(tmp_path / "p"),
+                      "--prefix", "../escaped"])
+    assert exit_info.value.code == 2 and "not a path" in capsys.readouterr().err
+    assert not list(tmp_path.glob("escaped*"))

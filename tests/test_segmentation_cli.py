@@ -141,6 +141,24 @@ def test_table3_puts_the_run_beside_the_textbook(gan_run, data, tmp_path):
     assert "vgg16 (random) (this project), 32 px input, 2 epochs" in row, row
 
 
+
+def test_table3_refuses_what_is_not_a_scored_run_in_one_line(tmp_path, capsys):
+    """Another command's run folder (KeyError), a broken metrics.json (JSONDecodeError) and an --output in a
+    missing folder (FileNotFoundError) were tracebacks."""
+    other, broken = tmp_path / "cats_dogs_run", tmp_path / "broken"
+    for folder, text in ((other, '{"val_accuracy": 0.9}'), (broken, '{"test": ')):
+        folder.mkdir()
+        (folder / "metrics.json").write_text(text)
+    for argv, message in (([str(other)], "holds no test scores"), ([str(broken)], "is not valid JSON"),
+                          ([str(other), "--output", str(tmp_path / "a-file" / "t.md")], "cannot write")):
+        if "--output" in argv:
+            (tmp_path / "a-file").write_text("x")
+        with pytest.raises(SystemExit) as exit_info:
+            table3.main(argv)
+        err = capsys.readouterr().err.strip()
+        assert exit_info.value.code == 2 and message in err and err.startswith("error:") and "\n" not in err
+
+
 def test_input_size_is_the_window_whatever_the_backbone():
     # common.cli alone would give MobileNetV2 its ImageNet 224: the 128-pixel window upsampled, 4x the step time
     assert train.parse_args(["--backbone", "mobilenet_v2", "--weights", "none"]).image_size == 128
