@@ -1,6 +1,7 @@
 """--distribute: two replicas give one device's result; workers agree; only the chief writes."""
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -66,8 +67,10 @@ def test_two_workers_on_localhost_agree_and_only_the_chief_writes(tmp_path):
     chief, chief_history = load(tmp_path / "multi")
     assert chief_history["chief"] and chief_history["workers"] == 2 and chief_history["replicas"] == 2
     # the second worker wrote into a temporary folder and removed it
-    temporary = Path(outputs[1].strip().splitlines()[-1].split(" wrote ")[1])
+    temporary = Path(re.search(r"worker 1 wrote (\S+)", outputs[1]).group(1))
     assert not temporary.exists() and not temporary.is_relative_to(tmp_path)
+    assert f"worker 1: the chief writes the run folder; this worker's temporary copy {temporary} was removed" \
+        in outputs[1]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["images", "multi", "none"]
     single, single_history = load(tmp_path / "none")
     assert np.abs(single - chief).max() < TOLERANCE
