@@ -143,14 +143,10 @@ def parse_args(argv=None):
 
 
 def check_arguments(parser, args) -> None:
-    if args.batch_size < 2:
+    if args.batch_size < 2:   # --epochs and --learning-rate: cli.resolve
         parser.error("--batch-size must be at least 2")
-    if args.epochs < 1:
-        parser.error("--epochs must be at least 1")
     if args.bottleneck < 1:
         parser.error("--bottleneck must be positive")
-    if args.learning_rate <= 0:
-        parser.error("--learning-rate must be positive")
     check_trade_off(parser, args)
     if args.kernels < 1:
         parser.error("--kernels must be at least 1")

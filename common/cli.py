@@ -48,11 +48,9 @@ def add_common_arguments(
     batch_size: int,
     data_help: str,
     min_epochs: int = 1,
-    image_size_flag: str = "--image-size",
 ) -> None:
     """The shared groups. ``min_epochs=0`` where no training is a meaningful run (flowers.train scores
-    the untrained head); ``image_size_flag`` names the flag a user set when the input size comes from
-    another one (segmentation's --roi-size)."""
+    the untrained head)."""
     data = parser.add_argument_group("data")
     data.add_argument("--data-dir", default=data_dir, help=f"{data_help} (default: {data_dir})")
     data.add_argument(
@@ -89,7 +87,7 @@ def add_common_arguments(
     add_tensorboard_argument(training)
     add_distribute_arguments(parser)
     parser.set_defaults(_textbook_backbone=backbone, _textbook_size=image_size, _output_parent=output_parent,
-                        _min_epochs=min_epochs, _image_size_flag=image_size_flag)
+                        _min_epochs=min_epochs)
 
 
 def add_tensorboard_argument(group) -> None:
@@ -135,9 +133,7 @@ def resolve(args: argparse.Namespace) -> argparse.Namespace:
     for name, least in limits.items():
         value = getattr(args, name, None)
         if value is not None and value < least:
-            flag = getattr(args, "_image_size_flag", "--image-size") if name == "image_size" else \
-                f"--{name.replace('_', '-')}"
-            _refuse(f"{flag} must be at least {least}, not {value}")
+            _refuse(f"--{name.replace('_', '-')} must be at least {least}, not {value}")
     # the optimiser's numbers, on the commands that have them: a negative rate trains "successfully" uphill
     for name in ("learning_rate", "finetune_learning_rate"):
         value = getattr(args, name, None)

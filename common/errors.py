@@ -65,6 +65,6 @@ def _discard_unfinished_runs(finished: bool = False) -> list:
     if training is None:
         return []
     if finished:
-        training._OPENED.clear()
+        training.forget_opened_runs()
         return []
     return training.discard_unfinished_runs()

@@ -16,6 +16,7 @@ import keras
 import numpy as np
 
 from common.errors import UserError
+from common.files import writable_folder
 
 MONITOR = "val_accuracy"  # Keras 3's name; the textbook's "val_acc" no longer exists
 
@@ -47,14 +48,8 @@ def make_run_dir(output_dir, default_parent, stage: str) -> Path:
             run_dir = Path(default_parent) / f"{stage}-{stamp}-{suffix}"
             suffix += 1
     created = not run_dir.exists()
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        _OPENED.append((run_dir, created, frozenset(entry.name for entry in run_dir.iterdir())))
-        probe = run_dir / ".write-test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as error:
-        raise UserError(f"cannot write to output folder {run_dir}: {error.strerror}") from None
+    writable_folder(run_dir, "output folder")
+    _OPENED.append((run_dir, created, frozenset(entry.name for entry in run_dir.iterdir())))
     return run_dir
 
 
@@ -94,6 +89,12 @@ def discard_unfinished_runs() -> list[Path]:
             except OSError:
                 pass
     return kept
+
+
+def forget_opened_runs() -> None:
+    """After a command that finished: its run folders are results, never to be taken back by a later
+    command in the same process."""
+    _OPENED.clear()
 
 
 def latest_run(parent, stage: str, required_file: str) -> Path | None:

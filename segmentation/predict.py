@@ -78,7 +78,7 @@ def main(argv=None):
     from PIL import Image
 
     args = parse_args(argv)
-    run, image_paths = run_and_images(args.run, args.images, MODEL_FILE)
+    run, image_paths = run_and_images(args.run, args.images)
     run_dir = Path(run) if run else latest_run(RUNS, "*", MODEL_FILE)
     if run_dir is None:
         raise UserError(f"no trained run found under {RUNS}/; train one with python -m segmentation.train, "

@@ -131,14 +131,9 @@ def parse_args(argv=None):
         # common.cli would give MobileNetV2 its ImageNet 224, and upsampling the 128-pixel window
         # to 224 adds no information but triples the pixels (4x the step time on a CPU).
         args.image_size = args.roi_size
-        args._image_size_flag = "--roi-size"
     args = cli.resolve(args)
-    if args.backbone not in BACKBONES:
-        parser.error(f"segmentation supports --backbone {' or '.join(BACKBONES)}, not {args.backbone}")
-    if args.learning_rate <= 0 or args.beta < 0:
-        parser.error("--learning-rate must be positive and --beta not negative")
-    if args.epochs < 1:
-        parser.error("--epochs must be at least 1")
+    if args.beta < 0:   # --learning-rate, --epochs, --batch-size: cli.resolve
+        parser.error("--beta must not be negative")
     args.release_after = parse_unfreeze(args.unfreeze, args.epochs, encoder_blocks(args.backbone), parser)
     late = [after for after in args.release_after if after >= args.epochs]
     if late and args.method != "unet":

@@ -99,4 +99,4 @@ def test_a_stopped_run_takes_back_its_folder_unless_an_epoch_finished(tmp_path, 
         assert make_run_dir(str(out), "unused", "stage") == out            # the rerun may use the folder
         import common.training
 
-        common.training._OPENED.clear()                                    # opened outside a command
+        common.training.forget_opened_runs()                               # opened outside a command
