@@ -1,0 +1,1 @@
+"""The lab notebooks (a package only so that labs/conftest.py does not clash with tests/conftest.py)."""
