@@ -7,6 +7,10 @@ classification loss l_d. The reversal hands the feature extractor -lambda
 times D's gradient, so one minimisation of ``l_c + l_d`` is the saddle point
 of eq. 22: D descends l_d, the features ascend lambda * l_d, and the domains
 become hard to tell apart while the classes stay easy to tell apart.
+
+Eq. 22 here is 12.4.4's ``l = l_c(Ds, ys) + lambda l_d(Ds, Dt)``; the chapter
+prints the segmentation GAN's value function in 12.5.2 as a second "(22)"
+(docs/textbook-errata.md, E12).
 """
 from __future__ import annotations
 

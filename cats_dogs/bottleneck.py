@@ -10,6 +10,11 @@ second run (or a run killed half-way) computes nothing it already has. A top
 model (Flatten, Dense 256, Dropout 0.5, Dense 1 sigmoid; rmsprop) is then
 trained on the cached features. Its weights, ``bottleneck_fc_model.weights.h5``,
 are where ``python -m cats_dogs.finetune`` starts.
+
+Where the slides' Keras 2 code is not followed (docs/textbook-errata.md): no
+``ImageDataGenerator(rescale=1/255)`` (E16, E23: the backbone's own
+``preprocess_input`` is inside the model), and ``Model.predict`` on tf.data in
+place of ``predict_generator`` with hard-coded labels (E18, E19).
 """
 from __future__ import annotations
 

@@ -7,18 +7,22 @@ What the textbook does, and what changed for Keras 3:
 - The base gets the top model trained by ``cats_dogs.bottleneck`` (starting
   from a random top would wreck the pretrained features with large gradients).
 - Everything below the last conv block is frozen (``--unfreeze-from``): with
-  ``keras.applications.VGG16`` that is ``layers[:15]`` (``block5_conv1`` is
-  layer 15; the textbook's ``[:25]`` counted Keras 1 layers); for
-  MobileNetV2 it is the last 7x7 stage, from ``block_14_expand``.
-- SGD, learning rate 1e-4, momentum 0.9, binary cross-entropy, 50 epochs; the
-  final epoch's model is saved and reported (no checkpoint is picked on the
-  validation images, which are the ones the result is measured on; with
-  ``--patience`` early stopping restores its best epoch, and says so).
+  ``keras.applications.VGG16`` that is the slides' ``model.layers[:15]``
+  (``block5_conv1`` is layer 15), right on Keras 3; ``[:25]`` was the 2016
+  Keras-blog original's Keras 1 count. For MobileNetV2 it is the last 7x7
+  stage, from ``block_14_expand``.
+- SGD, learning rate 1e-4, momentum 0.9, binary cross-entropy, 50 epochs,
+  through ``Model.fit`` on tf.data: Keras 3 has neither ``ImageDataGenerator``
+  nor ``fit_generator``, and calls the rate ``learning_rate``, not ``lr``
+  (docs/textbook-errata.md, E16, E18, E20). The final epoch's model is saved
+  and reported (no checkpoint is picked on the validation images, which are
+  the ones the result is measured on; with ``--patience`` early stopping
+  restores its best epoch, and says so).
 - Training images are augmented (shear_range=0.2, zoom_range=0.2,
-  horizontal_flip=True); validation images are not.
+  horizontal_flip=True; the shear is in degrees, E17); validation images are not.
 - The textbook's ``rescale=1/255`` is replaced by the backbone's own
   ``preprocess_input``, inside the model, which is what the pretrained weights
-  expect and what prediction uses too.
+  expect and what prediction uses too (E23).
 - The base runs with BatchNorm in inference mode (``training=False``), and the
   model is compiled after ``trainable`` is set.
 """

@@ -10,7 +10,8 @@ from common.backbones import build_model
 from common.data import ImageFolder, load_image_folder
 
 OUTPUT_PARENT = "runs/cats_dogs"
-TOP_WEIGHTS = "bottleneck_fc_model.weights.h5"  # the textbook's name, with Keras 3's suffix
+# The slides' name, with the suffix Keras 3's save_weights requires (docs/textbook-errata.md, E27).
+TOP_WEIGHTS = "bottleneck_fc_model.weights.h5"
 
 
 def make_parser(doc: str):

@@ -2,11 +2,14 @@
 
     python -m cats_dogs.preview data/cats_and_dogs/train/cats/cat.0.jpg
 
-The same parameters as the textbook's ImageDataGenerator (rotation 40 degrees,
+The same parameters as the slides' ImageDataGenerator (rotation 40 degrees,
 shifts 0.2, shear 0.2 degrees, zoom 0.2, horizontal flips, nearest fill,
-rescale 1/255), applied by Keras 3 preprocessing layers. The pictures are
+rescale 1/255), applied by ``common.augment.Augmenter`` (Keras 3 has no
+ImageDataGenerator: docs/textbook-errata.md, E16, E17). The pictures are
 saved as ``cat_000.jpeg`` ... in ``--out-dir`` next to a contact sheet
-``cat_preview.png``; existing files there are never overwritten.
+``cat_preview.png``; existing files there are never overwritten. ``--count``
+pictures are written; the slides' loop (``if i > 20: break`` after saving)
+writes 21 (E28).
 """
 from __future__ import annotations
 

@@ -1,9 +1,10 @@
 """The textbook's ImageDataGenerator augmentation on Keras 3, for tf.data pipelines.
 
-``ImageDataGenerator`` is gone from Keras 3, but the chapter's examples are
-written in its parameter names. ``Augmenter`` takes those names with their
-original meaning and transforms whole batches inside a tf.data pipeline, so a
-student can read the textbook's line and this one side by side:
+``ImageDataGenerator`` is gone from Keras 3 (docs/textbook-errata.md, E16),
+but the chapter's examples are written in its parameter names. ``Augmenter``
+takes those names with their original meaning and transforms whole batches
+inside a tf.data pipeline, so a student can read the textbook's line and this
+one side by side:
 
     ImageDataGenerator(rotation_range=40, width_shift_range=0.2, ...)
     Augmenter(rotation_range=40, width_shift_range=0.2, ...)
@@ -13,7 +14,8 @@ Meanings kept from ImageDataGenerator (each drawn independently, per image):
 - ``width_shift_range`` / ``height_shift_range``: fraction of the width / height.
 - ``shear_range``: shear *angle in degrees* (counter-clockwise). The textbook's
   ``shear_range=0.2`` is therefore a 0.2 degree shear, barely visible; this is
-  what the original code did, and it is kept.
+  what the slides' code does on Keras 2, and it is kept (the number comes from
+  Keras 1, where the shear was in radians: docs/textbook-errata.md, E17).
 - ``zoom_range``: z or [lower, upper]; each axis is scaled independently by a
   factor in [1 - z, 1 + z] (below 1 zooms in).
 - ``horizontal_flip`` / ``vertical_flip``: each a coin toss of its own.

@@ -1,9 +1,11 @@
 """Pretrained backbones by name, each with its input size and its own preprocessing.
 
-The textbook mixes ``rescale=1/255`` in training with ``preprocess_input`` at
-prediction; here each backbone's ``preprocess_input`` is a layer *inside* the
-model (``BackbonePreprocess``), so every model takes raw RGB pixels in 0..255,
-and training, feature extraction and prediction cannot disagree.
+The texts scale pixels by ``rescale=1/255`` for ImageNet weights that expect
+``preprocess_input``, and the chapter's exercise mixes ``rescale=1/255`` in training with ``preprocess_input`` at
+prediction (docs/textbook-errata.md, E23); here each backbone's
+``preprocess_input`` is a layer *inside* the model (``BackbonePreprocess``), so
+every model takes raw RGB pixels in 0..255, and training, feature extraction
+and prediction cannot disagree.
 
 Weights: ``imagenet`` goes through Keras's own download and cache
 (``$KERAS_HOME/models``, by default ``~/.keras/models``), ``none`` builds the
@@ -41,8 +43,8 @@ class BackboneSpec:
 UNFREEZE_FROM = {
     "vgg16": (
         "block5_conv1",
-        "the last convolutional block, layers[15:] (the textbook's lab fine-tunes it; its "
-        "layers[:25] is a Keras 1 count that would freeze everything in Keras 3)",
+        "the last convolutional block, layers[15:] (the slides' lab fine-tunes it and freezes "
+        "model.layers[:15], right on Keras 3; the 2016 Keras-blog original's layers[:25] is a Keras 1 count)",
     ),
     "inception_v3": (
         "mixed9",
@@ -205,9 +207,10 @@ def freeze_below(base: keras.Model, first_trainable: str | int | None) -> int:
     textbook's ``layers[:5]``; ``0`` trains everything) or ``"none"`` / None,
     which freezes the whole base (a feature extractor with a trained head).
     With ``keras.applications.VGG16`` the last conv block starts at
-    ``block5_conv1``, index 15: the textbook's ``layers[:25]`` is a Keras 1
-    count and would freeze everything. Compile the model *after* calling this:
-    Keras reads the flags when it compiles.
+    ``block5_conv1``, index 15, so the slides' ``model.layers[:15]`` is right on
+    Keras 3 (the 2016 Keras-blog original froze ``layers[:25]``, a count of its
+    hand-built Keras 1 VGG16 with a ZeroPadding2D before every convolution).
+    Compile the model *after* calling this: Keras reads the flags when it compiles.
 
     BatchNormalization layers stay frozen above the cut too, so that they run
     in inference mode with ImageNet's statistics. Calling the base with

@@ -14,9 +14,11 @@ features). Each image's key is a hash of its bytes, so
 - an image whose bytes change gets a new key, so its stale feature is never used.
 
 Features and the keys they belong to travel through the same tf.data pass, so
-labels cannot slip against features (the textbook's
-``predict_generator(gen, n // batch)`` dropped the last partial batch and
-misaligned hard-coded labels).
+labels cannot slip against features. The slides'
+``predict_generator(gen, n // batch)`` with hard-coded labels is right only
+when n is a multiple of the batch and each class holds n / 2 images in folder
+order; otherwise the last partial batch is dropped and the labels slip
+(docs/textbook-errata.md, E19).
 """
 from __future__ import annotations
 

@@ -65,7 +65,9 @@ def read_image_opencv(path, image_size: int) -> np.ndarray:
 
     ``cv2.imread`` returns BGR; the models were trained on RGB, so the channels
     are swapped back, and the resize is the one the training pipeline used
-    (bilinear with antialiasing), not ``cv2.resize``.
+    (bilinear with antialiasing), not ``cv2.resize``. The exercise instead feeds
+    the BGR image to ``preprocess_input``, which swaps the channels once more
+    (docs/textbook-errata.md, E24).
     """
     import cv2
     import tensorflow as tf

@@ -18,7 +18,7 @@ import numpy as np
 from common.errors import UserError
 from common.files import writable_folder
 
-MONITOR = "val_accuracy"  # Keras 3's name; the textbook's "val_acc" no longer exists
+MONITOR = "val_accuracy"  # Keras 3's name; the textbook's "val_acc" is refused (docs/textbook-errata.md, E21)
 
 #: run folders this process opened: (folder, whether it created it, the names already in it)
 _OPENED: list[tuple[Path, bool, frozenset]] = []

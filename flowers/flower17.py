@@ -17,11 +17,16 @@ cross-entropy, SGD with learning rate 1e-4 and momentum 0.9, batch 16, up to
 0.3, rotation 30 degrees, nearest fill). A checkpoint of the best model and
 early stopping (patience 10) both watch ``val_accuracy``.
 
-Fixed from the textbook: the validation images are not augmented; the
-callbacks monitor ``val_accuracy`` (Keras 3's name; ``val_acc`` silently never
-matched); the final single-image prediction converts OpenCV's BGR to RGB and
-uses exactly the training preprocessing (the backbone's ``preprocess_input`` is
-inside the model, and the resize is the training pipeline's).
+Fixed from the textbook (each point a row of docs/textbook-errata.md): the
+validation images are not augmented (E25); an epoch is one pass over the 70
+training photos per class, not ``nb_train_samples = 300`` (E26); ``Model.fit``
+on tf.data with ``SGD(learning_rate=...)`` and ``keras.Model(inputs, outputs)``
+replace ``fit_generator``, ``lr=`` and ``output=`` (E16, E18, E20, E22); the
+callbacks monitor ``val_accuracy`` (Keras 3's name; with the text's
+``mode='auto'`` Keras 3 refuses ``val_acc`` at the start of ``fit``, E21); the
+final single-image prediction converts OpenCV's BGR to RGB and uses exactly the
+training preprocessing (the backbone's ``preprocess_input`` is inside the
+model, and the resize is the training pipeline's; E23, E24).
 
 Without ``--data-dir`` (or with the default folder missing) the archive is
 downloaded from its official URL into Keras's cache. Offline: put

@@ -6,7 +6,8 @@
 The textbook triples the 3670 photos offline (each one, flipped left-right and
 rotated by 90 degrees) and only then holds out 200 images per class: a flipped
 or rotated copy of a validation photo then sits in the training set, and the
-validation accuracy is inflated. Here the order is reversed:
+validation accuracy is inflated (docs/textbook-errata.md, E11). Here the order
+is reversed:
 
 1. 200 *original* photos per class (seeded) go to ``validation/``;
 2. the remaining originals go to ``train/``;

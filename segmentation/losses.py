@@ -8,6 +8,12 @@ eq. 23, the segmentation loss:  ``L_mae(F(x), y) = mean over pixels |F(x) - y|``
 eq. 24, the GAN objective:      ``min_G max_D V(G, D) + beta * L_mae(G(x), y)``
 with ``V(G, D) = E[log D(x, y)] + E[log(1 - D(x, G(x)))]`` summed over the
 discriminator's scales (averaged here, so beta does not depend on their number).
+
+Where the text says otherwise (docs/textbook-errata.md): eq. 23 is called an
+"L1 mean squared error", but its formula and its name ``L_mae`` are the mean
+absolute error, which is what ``l1_loss`` computes (E13). The ``V`` of eq. 24
+is printed in 12.5.2 as a second "eq. 22", the unconditional GAN on noise z;
+here D judges (image, mask) pairs, real or generated (E12).
 """
 from __future__ import annotations
 
@@ -22,6 +28,8 @@ def _per_image_mean(values):
 
 def l1_loss(masks, probabilities):
     """eq. 23: mean absolute error per image between the probability map and the binary mask.
+
+    The text calls eq. 23 "mean squared error"; it is L1 (docs/textbook-errata.md, E13).
 
     >>> float(l1_loss(tf.ones((1, 2, 2, 1)), tf.fill((1, 2, 2, 1), 0.75))[0])
     0.25

@@ -1,10 +1,11 @@
 """Overlap scores of a predicted mask X against the expert's mask Y, per image.
 
-- Dice ``2|X n Y| / (|X| + |Y|)`` and Jaccard ``|X n Y| / |X u Y|`` (textbook eq. 25-26).
+- Dice ``2|X n Y| / (|X| + |Y|)`` and Jaccard ``|X n Y| / |X u Y|`` (the
+  unnumbered formulas of textbook 12.5.2 (4); the chapter's equations end at 24).
 - Sensitivity (recall) ``|X n Y| / |Y|``: the share of the expert's ventricle
   that was found. The textbook prints sensitivity as ``|X n Y| / |X|`` with X
   the algorithm's segmentation; that ratio is the *precision*, reported here
-  beside it under its own name.
+  beside it under its own name (docs/textbook-errata.md, E14).
 - Precision ``|X n Y| / |X|``: the share of the prediction that is ventricle.
 
 Empty masks: when a ratio's denominator is empty, the image scores 1 if the

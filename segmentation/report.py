@@ -7,7 +7,9 @@
   question: how deep to fine-tune).
 - ``overlays.png``: test frames with the expert's contour and the predicted
   one in two colours (the textbook's figure 7), zoomed on the region of interest.
-- ``table3.md``: the textbook's Table 3 rows beside this project's.
+- ``table3.md``: the textbook's Table 3 rows beside this project's. (The text
+  cites these figures as "表 1", Table 1; they are Table 3's: docs/textbook-errata.md,
+  E15. By the formula it prints, its Sensitivity column is precision: E14.)
 """
 from __future__ import annotations
 

@@ -214,7 +214,10 @@ def training_dataset(images, masks, image_size: int, batch_size: int, seed: int,
 
 
 def make_augmenter(args):
-    """The textbook's ImageDataGenerator parameters (rotation, shift, zoom, flip), for pairs."""
+    """ImageDataGenerator's parameter names (rotation, shift, zoom, flip), for image-mask pairs.
+
+    12.5.2 names no augmentation, so the ranges are this project's (``--rotation-range`` ...).
+    """
     from common.augment import Augmenter
 
     if not args.augment:
