@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -50,7 +52,8 @@ from mmd.distance import mmd_test
 # %% tags=["parameters"]
 # Parameters (papermill style): LABS_QUICK=1 is the CI setting, tiny and fast.
 QUICK = os.environ.get("LABS_QUICK", "0") == "1"
-DATA_DIR = Path(os.environ.get("LABS_DATA", ROOT.parent / "shared" / "data")) / "office_caltech10_surf"
+SHARED = Path(os.environ.get("LABS_SHARED", ROOT.parent / "shared"))  # holds data/ and weights/
+DATA_DIR = SHARED / "data" / "office_caltech10_surf"
 TASK = "C->A"                                 # the lesson's task: Caltech (source) to Amazon (target)
 ALL_TASKS = [TASK] if QUICK else list(TASKS)  # the table at the end: one task, or the papers' 12
 PERMUTATIONS = 50 if QUICK else 500           # permutations of the MMD two-sample test
