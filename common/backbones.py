@@ -46,6 +46,11 @@ UNFREEZE_FROM = {
         "the last convolutional block, layers[15:] (the slides' lab fine-tunes it and freezes "
         "model.layers[:15], right on Keras 3; the 2016 Keras-blog original's layers[:25] is a Keras 1 count)",
     ),
+    "vgg19": (
+        "block5_conv1",
+        "the last convolutional block, as for VGG16 (VGG19's block 5 has four convolutions and starts "
+        "at layers[17])",
+    ),
     "inception_v3": (
         "mixed9",
         "the top two Inception blocks, mixed9 and mixed10 (the first 249 layers frozen, as in the "
@@ -63,6 +68,7 @@ BACKBONES = {
     spec.name: spec
     for spec in (
         BackboneSpec("vgg16", "VGG16", "vgg16", 224, 32, "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"),
+        BackboneSpec("vgg19", "VGG19", "vgg19", 224, 32, "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5"),
         BackboneSpec(
             "inception_v3", "InceptionV3", "inception_v3", 299, 75,
             "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5",

@@ -42,6 +42,13 @@ ENCODER_LEVELS = {
         ("block4_conv3", 8, "block4_conv1"),
         ("block5_conv3", 16, "block5_conv1"),
     ],
+    "vgg19": [
+        ("block1_conv2", 1, "block1_conv1"),
+        ("block2_conv2", 2, "block2_conv1"),
+        ("block3_conv4", 4, "block3_conv1"),
+        ("block4_conv4", 8, "block4_conv1"),
+        ("block5_conv4", 16, "block5_conv1"),
+    ],
     "mobilenet_v2": [
         ("block_1_expand_relu", 2, "Conv1"),
         ("block_3_expand_relu", 4, "block_1_expand"),
