@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -108,9 +110,10 @@ plt.show()
 # $$\begin{pmatrix} x' \\ y' \end{pmatrix} = R(\theta)\, S(s)\, Z(z_x, z_y) \begin{pmatrix} x - c_x \\ y - c_y \end{pmatrix}
 # + \begin{pmatrix} c_x + t_x \\ c_y + t_y \end{pmatrix}, \qquad \theta \sim U[-40°, 40°],\ z \sim U[0.8, 1.2]$$
 #
-# Note that `shear_range=0.2` is an angle **in degrees** (barely visible), as it was in Keras 2.
+# Note that `shear_range=0.2` is an angle **in degrees** (barely visible), as it was in Keras 2
+# (errata [E16](../docs/textbook-errata.md#E16), [E17](../docs/textbook-errata.md#E17)).
 # The slides also `rescale=1./255`; here each backbone's own `preprocess_input` is a layer inside the
-# model, so the pipeline keeps raw pixels in 0..255.
+# model, so the pipeline keeps raw pixels in 0..255 (errata [E23](../docs/textbook-errata.md#E23)).
 
 # %%
 SLIDES_AUGMENTATION = dict(rotation_range=40, width_shift_range=0.2, height_shift_range=0.2, shear_range=0.2,

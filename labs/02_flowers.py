@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -77,7 +79,8 @@ print(f"quick setting: {QUICK}; data: {DATA_DIR}; weights: {WEIGHTS}")
 # ## 1. The split, then the offline views
 #
 # 200 photos per class are held out for validation *before* any copy is made (the book splits after
-# tripling, so views of its validation photos are in its training set: its 93.73 % is optimistic).
+# tripling, so views of its validation photos are in its training set: its 93.73 % is optimistic;
+# errata [E11](../docs/textbook-errata.md#E11)).
 # Each training original then gets two views, its mirror image and a 90° rotation, written once as
 # files: the book's tripled set.
 

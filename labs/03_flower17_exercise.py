@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -26,7 +28,8 @@
 #
 # Changes from the book's code, each a bug there: the validation photos are not augmented; the
 # callbacks watch `val_accuracy` (Keras 3's name: `val_acc` never matches); the test photo read by
-# OpenCV is converted from BGR to RGB before the model sees it. The exercise uses VGG16; this lab
+# OpenCV is converted from BGR to RGB before the model sees it (errata [E21](../docs/textbook-errata.md#E21),
+# [E24](../docs/textbook-errata.md#E24), [E25](../docs/textbook-errata.md#E25)). The exercise uses VGG16; this lab
 # uses MobileNetV2 with the ImageNet file of `../shared/weights/` (VGG16's file is not available on
 # the course machines). **Runtime:** about a minute in the quick setting, a few minutes in the full
 # setting on 2 CPU cores (see labs/README.md).

@@ -91,8 +91,8 @@ plt.show()
 # $$\mathrm{MMD}^2(A, B) = \Big\| \frac{1}{n_1}\sum_{i=1}^{n_1} \phi(a_i) - \frac{1}{n_2}\sum_{j=1}^{n_2} \phi(b_j) \Big\|_{\mathcal{H}}^2
 # = \overline{k(a, a')} + \overline{k(b, b')} - 2\,\overline{k(a, b)} .$$
 #
-# *Correction:* the book's eq. 4 prints the sums without the factors $1/n_1$, $1/n_2$; without them the
-# "distance" grows with the sample sizes (eq. 7 has them). With the linear kernel $k(x, y) = x^\top y$
+# *Correction* (errata [E1](../docs/textbook-errata.md#E1)): the book's eq. 4 prints the sums without the factors $1/n_1$,
+# $1/n_2$; without them the "distance" grows with the sample sizes (eq. 7 has them). With the linear kernel $k(x, y) = x^\top y$
 # it is the squared distance between the two sample means.
 
 # %%
@@ -141,11 +141,12 @@ plt.show()
 # $$\min_A \ \mathrm{tr}(A^\top X M X^\top A) + \lambda \|A\|_F^2 \quad \text{s.t.} \quad A^\top X H X^\top A = I \qquad \text{(eq. 18)}$$
 #
 # The Lagrangian $L = \mathrm{tr}\big(A^\top (X M X^\top + \lambda I) A\big) + \mathrm{tr}\big((I - A^\top X H X^\top A)\Phi\big)$
-# (eq. 19, corrected: the book prints $XAX^\top$ and drops one $A^\top$) is stationary where
+# (eq. 19, corrected, errata [E9](../docs/textbook-errata.md#E9): the book prints $XAX^\top$) is stationary where
 #
 # $$(X M X^\top + \lambda I) A = X H X^\top A \Phi \qquad \text{(eq. 20)},$$
 #
-# a generalised eigenproblem: $A$ holds the $k$ eigenvectors with the smallest eigenvalues.
+# a generalised eigenproblem: $A$ holds the $k$ eigenvectors with the **smallest** eigenvalues (the book's
+# 12.3.4 says "the first m", errata [E10](../docs/textbook-errata.md#E10); on eq. 13-16 see [E4](../docs/textbook-errata.md#E4), [E6](../docs/textbook-errata.md#E6), [E7](../docs/textbook-errata.md#E7)).
 # TCA uses $\mu = 0$ (marginal only, one solve); JDA $\mu = 0.5$ with $T$ rounds of pseudo labels;
 # BDA any $\mu \in [0, 1]$. The papers' settings (the estimators' defaults): the primal problem,
 # $k = 100$, $\lambda = 1$, $T = 10$, then a 1-nearest-neighbour classifier on the mapped features.

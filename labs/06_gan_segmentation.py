@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -109,7 +111,8 @@ plt.show()
 # The generator $G$ (TLBSN) is an encoder-decoder: the pretrained MobileNetV2 base, frozen at first,
 # and a decoder that upsamples through skip connections to a per-pixel ventricle probability. The
 # discriminator $D$ judges (image, segmentation) pairs, the expert's (real) or $G$'s (generated), at
-# three scales. The book's value function (its second eq. 22), with $D$ reading pairs:
+# three scales. The book's value function (numbered a second eq. 22, errata [E12](../docs/textbook-errata.md#E12)), with $D$
+# reading pairs:
 #
 # $$\min_G \max_D V(G, D) = \mathbb{E}_{(x, y)}\big[\log D(x, y)\big] + \mathbb{E}_{x}\big[\log\big(1 - D(x, G(x))\big)\big]$$
 
@@ -124,7 +127,7 @@ print(f"generator {generator.count_params():,} weights ({base.count_params():,} 
 #
 # The segmentation term of eq. 23 is the mean **absolute** error per image (the book calls it "L1
 # mean squared error": it is L1, not MSE, and its $\frac{1}{N}\sum_n \|F(x_i) - Y_i\|$ mixes the indices
-# $n$ and $i$; see [docs/textbook-errata.md](../docs/textbook-errata.md)):
+# $n$ and $i$; errata [E13](../docs/textbook-errata.md#E13)):
 #
 # $$L_{mae}(F(x), y) = \frac{1}{N}\sum_{i=1}^{N} \big| F(x)_i - y_i \big| \qquad \text{(eq. 23, over the } N \text{ pixels)}$$
 #
@@ -220,7 +223,7 @@ plt.show()
 # \mathrm{Sensitivity} = \frac{|X \cap Y|}{|Y|}$$
 #
 # The book prints sensitivity as $|X \cap Y| / |X|$ with $X$ the algorithm's segmentation: that ratio is
-# the *precision* (exercise 2). Book's Table 3 (its own data, endocardium): GAN Dice 0.9399.
+# the *precision* (exercise 2; errata [E14](../docs/textbook-errata.md#E14)). Book's Table 3 (its own data, endocardium): GAN Dice 0.9399.
 
 # %%
 predicted = probabilities >= 0.5
