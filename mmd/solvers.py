@@ -54,6 +54,13 @@ construction, `JDA(Xt=Xt)`, not to `fit`: `GridSearchCV` and
 `cross_val_score` cut every fit argument as long as the training data into
 folds, so `fit(Xs, ys, Xt=Xt)` would silently adapt each fold to a slice of
 the target whenever len(Xt) == len(Xs).
+
+The estimators follow scikit-learn's estimator contract (tested with
+`parametrize_with_checks` in tests/test_mmd_estimator_checks.py): inputs go
+through scikit-learn's `validate_data`, so bad arrays get its messages;
+`fit(X, y)` without target samples means no adaptation (X is its own target,
+see `fit`); `n_components` larger than the problem's rank is clipped
+(`n_components_`); one class in y is allowed.
 """
 from __future__ import annotations
 
@@ -65,8 +72,8 @@ from sklearn.utils.validation import check_is_fitted
 
 from . import kernels as _kernels
 from .eigensolvers import SOLVERS, Eq20Solver
-from .validation import (InputError, check_choice, check_features, check_int, check_labels,
-                         check_positive, check_same_width)
+from .validation import (InputError, check_choice, check_int, check_labels, check_positive,
+                         validate_fit_input, validate_predict_input, validate_target_features)
 
 #: `kernel` values of the estimators: the primal (linear map of the features,
 #: d x k) problem of the papers' tables, or a kernelised one
@@ -237,8 +244,13 @@ def centred_scatter(P, mean) -> tf.Tensor:
     return B
 
 
-class NearestNeighbour:
+class _NearestNeighbour:
     """1-NN on the adapted features, the classifier of the papers' tables.
+
+    Private: it is the fit's internal per-iteration classifier on features
+    the fit has already checked, not an estimator of its own (no
+    parameters, no input validation); `KNeighborsClassifier(n_neighbors=1)`
+    is the public equivalent, and `classifier=` of the estimators takes it.
 
     Written in TensorFlow, not scikit-learn's KNeighborsClassifier, because
     it runs once per JDA iteration: ||a - b||^2 = ||b||^2 - 2 a.b + const(a)
@@ -332,10 +344,17 @@ class _MMDAdaptation(ClassifierMixin, TransformerMixin, BaseEstimator):
             return Xn
         return kernel_rows(Xn, self.X_fit_, self.kernel, self.gamma_, self.nystrom_map_)
 
-    def fit(self, Xs, ys=None, Xt=None, yt=None):
-        """Learn A from labelled source (Xs, ys) and unlabelled target Xt
-        (here or as the `Xt` parameter; under GridSearchCV / cross_val_score
-        only the parameter is safe, see the module docstring).
+    def fit(self, X, y=None, Xt=None, yt=None):
+        """Learn A from labelled source samples (X, y) and unlabelled target
+        samples Xt (here or as the `Xt` parameter; under GridSearchCV /
+        cross_val_score only the parameter is safe, see the module docstring).
+
+        Without target samples (Xt neither here nor as a parameter) X is its
+        own target: there is no domain shift, the MMD term of eq. 15 is zero
+        (M = 0 in eq. 10), and eq. 20 reduces to lambda A = X H X^T A Phi,
+        the k leading principal directions of the unit-norm samples, with
+        1-NN in that space; one solve, nothing to iterate.  This is what a
+        plain `fit(X, y)` (pipelines, `check_estimator`) gets.
 
         `yt` is used only to record the accuracy of each iteration
         (`accuracies_`), never to fit.  The arguments are not modified.
@@ -345,41 +364,27 @@ class _MMDAdaptation(ClassifierMixin, TransformerMixin, BaseEstimator):
             raise InputError("the target samples were given twice: as the Xt parameter and "
                              "to fit; give them once")
         Xt = self.Xt if Xt is None else Xt
-        if Xt is None:
-            raise InputError("Xt (the unlabelled target samples) is required: "
-                             f"{type(self).__name__}(Xt=Xt).fit(Xs, ys) or fit(Xs, ys, Xt)")
-        Xs = check_features(Xs, "Xs")
-        Xt = check_features(Xt, "Xt")
-        check_same_width(Xs, Xt, "Xs", "Xt")
+        own_target = Xt is None
+        # one sample as its own target: a centred scatter of rank 0, no component
+        Xs, self.classes_, ys_codes = validate_fit_input(self, X, y,
+                                                         min_samples=2 if own_target else 1)
+        Xt = Xs if own_target else validate_target_features(self, Xt, Xs.shape[1])
         ns, nt = Xs.shape[0], Xt.shape[0]
-        n = ns + nt
-        if ys is None:
-            if self._needs_labels:
-                raise InputError(f"{type(self).__name__} needs the source labels ys")
-            self.classes_, ys_codes = None, None
-        else:
-            self.classes_, ys_codes = check_labels(ys, ns, "ys")
+        n = ns if own_target else ns + nt
         if yt is not None:
             check_labels(yt, nt, "yt", min_classes=1)
             yt = np.asarray(yt).ravel()
         if self.n_landmarks is not None:
             check_int(self.n_landmarks, "n_landmarks", minimum=1, maximum=n)
-        k = self.n_components
+        # at most min(p, n - 1) components exist: p design columns, and the
+        # centred scatter of n samples has rank <= n - 1 (see n_components)
         p = {"primal": Xs.shape[1]}.get(self.kernel, n if self.n_landmarks is None
                                         else self.n_landmarks)
-        if k > min(p, n - 1):
-            if k > n - 1:
-                raise InputError(
-                    f"n_components={k} but there are only {n} samples (ns + nt); "
-                    f"the centred scatter has rank <= {n - 1}, so at most {min(p, n - 1)} "
-                    "components are defined")
-            what = "features of the primal problem" if self.kernel == "primal" else "landmarks"
-            raise InputError(f"n_components={k} exceeds the {p} {what}")
-        self.n_features_in_ = Xs.shape[1]
+        k = self.n_components_ = min(self.n_components, p, n - 1)
         n_classes = 0 if self.classes_ is None else len(self.classes_)
 
         # samples to unit L2 norm before the projection (reference protocol)
-        X = unit_rows(tf.constant(np.vstack([Xs, Xt])))
+        X = unit_rows(tf.constant(Xs if own_target else np.vstack([Xs, Xt])))
         self.X_fit_ = self.gamma_ = self.landmark_indices_ = self.nystrom_map_ = None
         if self.kernel != "primal":
             if self.kernel == "rbf":
@@ -393,10 +398,7 @@ class _MMDAdaptation(ClassifierMixin, TransformerMixin, BaseEstimator):
                 self.X_fit_ = tf.gather(X, self.landmark_indices_)
                 self.nystrom_map_ = nystrom_map(X, self.X_fit_, self.kernel, self.gamma_)
                 p = int(self.nystrom_map_.shape[1])
-                if k > p:
-                    raise InputError(
-                        f"n_components={k} exceeds the rank {p} of the kernel matrix of the "
-                        f"{self.n_landmarks} landmarks")
+                k = self.n_components_ = min(k, p)   # the rank r of the landmarks' kernel
         P = self._design(X)                             # (n, p)
         mean = tf.reduce_mean(P, axis=0, keepdims=True)
         if n < p:   # fewer samples than dimensions: eq. 20 on the n x n Gram side
@@ -406,17 +408,21 @@ class _MMDAdaptation(ClassifierMixin, TransformerMixin, BaseEstimator):
             eq20 = Eq20Solver(float(self.lambda_), k, B=centred_scatter(P, mean),
                               method=self.solver, tol=self.tol)
 
-        iterate = ys_codes is not None and mu > 0.0   # TCA / mu = 0: one solve
+        # TCA / mu = 0 / no target: one solve
+        iterate = ys_codes is not None and mu > 0.0 and not own_target
         states = []      # per iteration: (phi, V, pseudo label codes, classifier)
         seen = {}        # pseudo labelling -> iteration that produced it
         pseudo = None    # labels the next M is built from (none at first)
         for t in range(n_iter if iterate else 1):
-            U, w, fro = mmd_directions(P, ns, ys_codes, pseudo, n_classes, mu)
+            if own_target:      # identical domains: M = 0
+                U, w, fro = tf.zeros([int(P.shape[1]), 0], tf.float64), np.zeros(0), 0.0
+            else:
+                U, w, fro = mmd_directions(P, ns, ys_codes, pseudo, n_classes, mu)
             phi, V = eq20.solve(U, w / fro if fro > 0 else w)
             Z = _project(P, V)                      # unit L2 norm after the projection
             clf = codes = None
             if ys_codes is not None:
-                clf, codes = self._classify(Z[:ns], ys_codes, Z[ns:])
+                clf, codes = self._classify(Z[:ns], ys_codes, Z if own_target else Z[ns:])
             states.append((phi, V, codes, clf))
             if not iterate:
                 break
@@ -454,34 +460,51 @@ class _MMDAdaptation(ClassifierMixin, TransformerMixin, BaseEstimator):
     def _classify(self, Zs, ys_codes, Zt):
         """Train the classifier on the adapted source, label the target."""
         if self.classifier is None:
-            clf = NearestNeighbour().fit(Zs, ys_codes)
+            clf = _NearestNeighbour().fit(Zs, ys_codes)
             return clf, clf.predict(Zt)
         clf = clone(self.classifier).fit(Zs.numpy(), ys_codes)
         return clf, np.asarray(clf.predict(Zt.numpy()))
 
+    def __sklearn_is_fitted__(self):
+        # the parameter lambda_ ends in "_", so check_is_fitted's default
+        # test (any attribute ending in "_") would call an unfitted model fitted
+        return hasattr(self, "components_")
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.required = self._needs_labels   # TCA's map needs no labels
+        return tags
+
     def transform(self, X):
         """Adapted features: unit-norm samples, projected by A, unit-norm again."""
-        check_is_fitted(self, "components_")
-        X = check_features(X, "X")
-        if X.shape[1] != self.n_features_in_:
-            raise InputError(
-                f"X has {X.shape[1]} features but the model was fitted on {self.n_features_in_}")
+        check_is_fitted(self)
+        X = validate_predict_input(self, X)
         P = self._design(unit_rows(tf.constant(X)))
         return _project(P, tf.constant(self.components_)).numpy()
 
     def predict(self, X):
         """Labels of target samples by the classifier trained on the adapted
         source (1-NN unless `classifier` says otherwise)."""
-        check_is_fitted(self, "components_")
+        check_is_fitted(self)
         if self.classifier_ is None:
-            raise InputError("predict needs the source labels: fit(Xs, ys, Xt) with ys given")
+            raise InputError("predict needs the source labels: fit(X, y, Xt) with y given")
         return self.classes_[np.asarray(self.classifier_.predict(self.transform(X)))]
 
 
 _PARAMETERS = """
     Parameters
     ----------
-    n_components : int, k, dimension of the adapted features.
+    n_components : int, k, dimension of the adapted features (100, the
+        papers' setting).  At most min(p, n - 1) components exist (p: the
+        features of the primal problem, the n samples of an exact kernel or
+        the rank r of the Nystrom landmarks' kernel; n - 1: the rank of the
+        centred scatter of the n = ns + nt samples), so a larger k is
+        clipped to that, as KernelPCA clips to its kernel matrix; the value
+        used is `n_components_`.  On the benchmark's tasks (800 features,
+        at least 452 samples) the default is never clipped.  That bound is
+        known from the shapes; the data's own rank (duplicate samples,
+        constant features, a fast-decaying kernel spectrum) is not: k above
+        it is an InputError naming the rank (`mmd.eigensolvers.Eq20Solver`).
     kernel : 'primal' (A acts on the features, the published setting),
         'linear' or 'rbf' (A acts on kernel values: "X becomes K").
     lambda_ : float > 0, weight of the ||A||_F^2 regulariser of eq. 15; it is
@@ -498,15 +521,20 @@ _PARAMETERS = """
     landmarks : 'uniform' or 'kmeans++', how the landmarks are drawn.
     random_state : seed (int, RandomState or None) of the landmark draw.
     Xt : the unlabelled target samples, when they are not passed to `fit`;
-        the safe way inside GridSearchCV and cross_val_score.
+        the safe way inside GridSearchCV and cross_val_score.  With no
+        target at all, X is its own target: no adaptation (see `fit`).
 """
 
 _ATTRIBUTES = """
-    Attributes after `fit(Xs, ys, Xt, yt=None)`
-    -------------------------------------------
+    Attributes after `fit(X, y, Xt, yt=None)`
+    -----------------------------------------
+    n_components_ : k actually used (`n_components` clipped, see there).
+    n_features_in_, feature_names_in_ : as in scikit-learn.
+    classes_ : the source classes (None when TCA is fitted without y).
     components_ : (d, k), (n, k) or (r, k) A of eq. 20, unit-norm columns.
     eigenvalues_ : the k smallest eigenvalues Phi of eq. 20, ascending.
-    pseudo_labels_ : target labels of the last iteration.
+    pseudo_labels_ : target labels of the last iteration (labels of X
+        itself when there was no target).
     accuracies_ : per-iteration target accuracy, when yt was passed.
     label_changes_ : how many pseudo labels changed at each iteration.
     n_eigensolves_ : eigenproblems actually solved (<= n_iter_, see the
@@ -519,13 +547,15 @@ _ATTRIBUTES = """
         (Nystrom only; components_ is then (r, k), r <= m).
 """
 
+_N_ITER = "    n_iter : int, T (10); without a target there is one solve.\n"
+
 
 class TCA(_MMDAdaptation):
     """Transfer Component Analysis: align the marginal distributions only
     (eq. 10 with mu = 0, no pseudo labels, one eigenproblem).
 
-    `ys` is optional for TCA (the map ignores labels); without it `predict`
-    is unavailable.
+    `y` is optional for TCA (the map ignores labels; its tags say so);
+    without it `predict` is unavailable.
     """
 
     __doc__ += _PARAMETERS + _ATTRIBUTES
@@ -561,7 +591,7 @@ class JDA(_MMDAdaptation):
     refinements).
     """
 
-    __doc__ += _PARAMETERS + "    n_iter : int, T (10).\n" + _ATTRIBUTES
+    __doc__ += _PARAMETERS + _N_ITER + _ATTRIBUTES
 
     def __init__(self, n_components=100, kernel="primal", lambda_=1.0, gamma=1.0,
                  n_iter=10, classifier=None, solver="iterative", tol=1e-12,
@@ -589,8 +619,7 @@ class BDA(_MMDAdaptation):
     mu -> 1 the class-conditional one; mu = 0.5 reproduces JDA exactly.
     """
 
-    __doc__ += (_PARAMETERS + "    n_iter : int, T (10).\n    mu : float in [0, 1] (0.5).\n"
-                + _ATTRIBUTES)
+    __doc__ += _PARAMETERS + _N_ITER + "    mu : float in [0, 1] (0.5).\n" + _ATTRIBUTES
 
     def __init__(self, n_components=100, kernel="primal", lambda_=1.0, gamma=1.0,
                  n_iter=10, mu=0.5, classifier=None, solver="iterative", tol=1e-12,
