@@ -32,7 +32,7 @@ from common.backbones import build_model, weights_fingerprint
 from common.errors import main_guard
 from common.features import FeatureCache, add_shard_argument, cache_namespace, extract_features, report_shard
 from common.predict import MODEL_FILE, write_labels
-from common.reports import classification_metrics, finish_run, print_summary
+from common.reports import classification_metrics, finish_run, predictions_and_losses, print_summary
 from common.training import save_config, set_seed, standard_callbacks
 
 
@@ -100,10 +100,12 @@ def run(args, distribution) -> dict:
     write_labels(run_dir, train.class_names)
 
     # 3. Report on the validation images.
-    probabilities = top.predict(validation_features.features, batch_size=256, verbose=0)
-    metrics = classification_metrics(validation_labels, probabilities, train.class_names)
+    # The last epoch's model (nothing is restored), its loss scored as Model.fit logged it (from the logits).
+    probabilities, losses = predictions_and_losses(top, (validation_features.features, validation_labels))
+    metrics = classification_metrics(validation_labels, probabilities, train.class_names, losses)
     metrics.update(
         stage="bottleneck",
+        reported_epoch=len(history.history.get("val_loss", [])),
         n_train=int(len(train_labels)),
         n_val=int(len(validation_labels)),
         backbone=args.backbone,

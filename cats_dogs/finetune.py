@@ -47,7 +47,7 @@ from common.data import make_dataset
 from common.errors import UserError, main_guard
 from common.files import first_line
 from common.predict import MODEL_FILE, write_labels
-from common.reports import classification_metrics, finish_run, print_summary
+from common.reports import classification_metrics, finish_run, predictions_and_losses, print_summary
 from common.training import latest_run, save_config, set_seed, standard_callbacks
 
 TEXTBOOK_AUGMENTATION = {"shear_range": 0.2, "zoom_range": 0.2, "horizontal_flip": True}
@@ -162,8 +162,8 @@ def run(args, distribution) -> dict:
     write_labels(run_dir, train.class_names)
 
     # 4. Report the saved model on the validation images: the last epoch's, or early stopping's best.
-    probabilities = model.predict(validation_data, verbose=0)
-    metrics = classification_metrics(validation.labels, probabilities, train.class_names)
+    probabilities, losses = predictions_and_losses(model, validation_data)  # the loss as Model.fit logged it
+    metrics = classification_metrics(validation.labels, probabilities, train.class_names, losses)
     val_history = history.history.get("val_accuracy", [])
     best_epoch = int(np.argmax(val_history)) + 1 if val_history else None
     metrics.update(

@@ -55,7 +55,7 @@ from common.data import check_image_file, load_image_folder, make_dataset, split
 from common.errors import UserError, main_guard
 from common.files import check_apart, fetch
 from common.predict import MODEL_FILE, read_image_opencv, write_labels
-from common.reports import classification_metrics, finish_run, print_summary
+from common.reports import classification_metrics, finish_run, predictions_and_losses, print_summary
 from common.training import save_config, set_seed, standard_callbacks
 
 URL = "https://www.robots.ox.ac.uk/~vgg/data/flowers/17/17flowers.tgz"
@@ -272,8 +272,8 @@ def run(args, distribution):
     # The best checkpoint (on val_accuracy) is the model that is reported and used.
     best = keras.saving.load_model(run_dir / checkpoint)
     best.save(run_dir / MODEL_FILE)
-    probabilities = best.predict(validation_data, verbose=0)
-    metrics = classification_metrics(validation.labels, probabilities, class_names)
+    probabilities, losses = predictions_and_losses(best, validation_data)  # the loss as Model.fit logged it
+    metrics = classification_metrics(validation.labels, probabilities, class_names, losses)
     metrics.update(
         n_train=len(train),
         n_val=len(validation),
@@ -285,6 +285,7 @@ def run(args, distribution):
         base_layers=len(base.layers),
         epochs_run=epochs_run,
         best_epoch=int(np.argmax(history.history["val_accuracy"])) + 1,
+        reported_epoch=int(np.argmax(history.history["val_accuracy"])) + 1,  # the best checkpoint's epoch
         fit_seconds=round(fit_seconds, 2),
         seconds=round(time.perf_counter() - started, 2),
         skipped=record["skipped"],

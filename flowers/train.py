@@ -55,11 +55,11 @@ from common.backbones import build_base, build_model, freeze_below, layer_index,
 from common.data import make_dataset
 from common.errors import UserError, main_guard
 from common.distribute import arrays_dataset, global_batch_mean, local_mean
-from common.features import (FeatureCache, add_shard_argument, cache_namespace, extract_features, forward_function,
-                             report_shard)
+from common.features import FeatureCache, add_shard_argument, cache_namespace, extract_features, report_shard
 from common.loop import train_loop
 from common.predict import MODEL_FILE, write_labels
-from common.reports import classification_metrics, finish_run, print_summary, pyplot, save_figure
+from common.reports import (classification_metrics, finish_run, predictions_and_losses, print_summary, pyplot,
+                            save_figure)
 from common.training import SCHEDULES, learning_rate, save_config, set_seed, tensorboard_for_loop
 from flowers.data import DEFAULT_DATA_DIR, OUTPUT_PARENT, PreparedFlowers, load_prepared
 from flowers.table2 import row_from_metrics, write_table2
@@ -256,6 +256,7 @@ class StageResult:
     probabilities: np.ndarray  # the final model's validation probabilities
     seconds: float
     details: dict = dataclasses.field(default_factory=dict)  # what metrics.json records about the stage
+    losses: np.ndarray | None = None  # the final model's per-example validation losses, the last logged val_loss's
 
 
 def build_head(feature_dim: int, classes: int, dropout: float) -> keras.Model:
@@ -290,18 +291,23 @@ def iterations(samples: int, batch_size: int, epochs: int) -> int:
     return -(-samples // batch_size) * epochs
 
 
-def validation_scores(labels, probabilities) -> dict:
+def validation_scores(labels, probabilities, losses=None) -> dict:
     """An epoch's validation loss and accuracy, with the loss Model.fit would log (Keras' cross-entropy).
 
     Keras' loss rather than ``sklearn.metrics.log_loss`` (which scores the
     final models): stage 2 computes it inside its compiled validation call,
     where log_loss (5-14 ms a call, measured on 1000 x 5 probabilities)
     would cost a tenth of the cached stage 2's 3 s over 30 epochs; both
-    stages log the same quantity.
+    stages log the same quantity. ``losses``: the per-example losses from
+    the model's output tensor (``predictions_and_losses``), exact from the
+    logits where a float32 probability has rounded to 0 or 1; metrics.json
+    averages the same ones.
     """
-    loss = keras.losses.sparse_categorical_crossentropy(np.asarray(labels), probabilities)
+    if losses is None:
+        losses = keras.losses.sparse_categorical_crossentropy(np.asarray(labels), probabilities)
+        losses = keras.ops.convert_to_numpy(losses)
     return {
-        "val_loss": float(np.mean(keras.ops.convert_to_numpy(loss))),
+        "val_loss": float(np.mean(np.asarray(losses, np.float64))),  # the mean metrics.json reports (issue 24.5)
         "val_accuracy": float(np.mean(np.argmax(probabilities, axis=1) == labels)),
     }
 
@@ -340,8 +346,7 @@ def fit_on_vectors(model, optimizer, x, y, x_val, y_val, *, epochs, batch_size, 
     @tf.function
     def validate():  # one graph call: Model.predict costs ~0.1 s a call, an eager loss ~4 ms
         probabilities = model(x_val_tensor, training=False)
-        loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(y_val_tensor, probabilities))
-        return probabilities, loss
+        return probabilities, keras.losses.sparse_categorical_crossentropy(y_val_tensor, probabilities)
 
     shuffler = np.random.default_rng(seed)
     history = {"loss": [], "accuracy": [], "val_loss": [], "val_accuracy": []}
@@ -350,9 +355,9 @@ def fit_on_vectors(model, optimizer, x, y, x_val, y_val, *, epochs, batch_size, 
         losses, accuracies = (t.numpy() for t in run_epoch(tf.constant(shuffler.permutation(samples), tf.int32)))
         batches.extend(zip(losses.tolist(), accuracies.tolist()))
         epoch_ends.append(len(batches))
-        probabilities, val_loss = (t.numpy() for t in validate())
-        scores = {"loss": float(losses.mean()), "accuracy": float(accuracies.mean()), "val_loss": float(val_loss),
-                  "val_accuracy": float(np.mean(probabilities.argmax(axis=1) == y_val))}
+        probabilities, val_losses = (t.numpy() for t in validate())
+        scores = {"loss": float(losses.mean()), "accuracy": float(accuracies.mean()),
+                  **validation_scores(y_val, probabilities, val_losses)}
         for key, value in scores.items():
             history[key].append(value)
         if board is not None:
@@ -362,8 +367,8 @@ def fit_on_vectors(model, optimizer, x, y, x_val, y_val, *, epochs, batch_size, 
             + " - ".join(f"{key}: {value:.4f}" for key, value in scores.items()),
             flush=True,  # one line per epoch, seen as it happens even when the output goes to a file
         )
-    probabilities = validate()[0].numpy()  # after --epochs 0, the untrained head is reported
-    return StageResult(history, batches, epoch_ends, probabilities, time.perf_counter() - started)
+    probabilities, val_losses = (t.numpy() for t in validate())  # after --epochs 0, the untrained head is reported
+    return StageResult(history, batches, epoch_ends, probabilities, time.perf_counter() - started, losses=val_losses)
 
 
 def fit_on_vectors_replicated(model, optimizer, x, y, x_val, y_val, *, epochs, batch_size, seed, board,
@@ -381,8 +386,9 @@ def fit_on_vectors_replicated(model, optimizer, x, y, x_val, y_val, *, epochs, b
     probabilities = {}
 
     def validate(epoch, row):
-        probabilities["last"] = forward_function(model)(x_val).numpy()
-        scores = validation_scores(y_val, probabilities["last"])
+        probabilities["last"], probabilities["losses"] = predictions_and_losses(
+            model, (x_val, y_val), loss=keras.losses.sparse_categorical_crossentropy)
+        scores = validation_scores(y_val, probabilities["last"], probabilities["losses"])
         if board is not None:
             board.on_epoch_end(epoch - 1, {"loss": row["loss"], "accuracy": row["accuracy"], **scores})
         return scores
@@ -393,10 +399,11 @@ def fit_on_vectors_replicated(model, optimizer, x, y, x_val, y_val, *, epochs, b
     history = {key: [row[key] for row in log.epochs] for key in ("loss", "accuracy", "val_loss", "val_accuracy")}
     steps = iterations(len(x), batch_size, 1)
     if "last" not in probabilities:  # --epochs 0
-        probabilities["last"] = forward_function(model)(x_val).numpy()
+        probabilities["last"], probabilities["losses"] = predictions_and_losses(
+            model, (x_val, y_val), loss=keras.losses.sparse_categorical_crossentropy)
     return StageResult(history, [(row["loss"], row["accuracy"]) for row in log.steps],
                        [steps * epoch for epoch in range(1, len(log.epochs) + 1)], probabilities["last"],
-                       time.perf_counter() - started)
+                       time.perf_counter() - started, losses=probabilities["losses"])
 
 
 def train_head(args, bottlenecks: Bottlenecks, class_names, run_dir, distribution) -> tuple[keras.Model, StageResult]:
@@ -473,7 +480,7 @@ def fine_tune(args, data: PreparedFlowers, bottlenecks: Bottlenecks, base, cut, 
             batches = distribution.dataset(lambda _, shard: arrays_dataset(
                 bottlenecks.maps_train, bottlenecks.train_labels, batch_size, args.seed, shard, args.finetune_epochs),
                 batch_size)
-        validation = bottlenecks.maps_validation
+        validation = (bottlenecks.maps_validation, y_validation)
     else:
         tuner, _ = build_model(args.backbone, base=base, pooling="avg", head=head, name=f"flowers_{args.backbone}")
         originals = bottlenecks.kept_train[data.original[bottlenecks.kept_train]]
@@ -500,8 +507,9 @@ def fine_tune(args, data: PreparedFlowers, bottlenecks: Bottlenecks, base, cut, 
     final = {}
 
     def validate(epoch, row):
-        final["probabilities"] = tuner.predict(validation, batch_size=64, verbose=0)
-        scores = validation_scores(y_validation, final["probabilities"])
+        final["probabilities"], final["losses"] = predictions_and_losses(
+            tuner, validation, loss=keras.losses.sparse_categorical_crossentropy, batch_size=64)
+        scores = validation_scores(y_validation, final["probabilities"], final["losses"])
         if board is not None:
             board.on_epoch_end(args.epochs + epoch - 1, {"loss": row["loss"], "accuracy": row["accuracy"], **scores})
         return scores
@@ -519,7 +527,7 @@ def fine_tune(args, data: PreparedFlowers, bottlenecks: Bottlenecks, base, cut, 
     details = {"first_trainable_layer": base.layers[index].name, "augment": bool(args.finetune_augment),
                "frozen_layers": index, "total_layers": len(base.layers)}
     return StageResult(history, batches_logged, epoch_ends, final["probabilities"], time.perf_counter() - started,
-                       details)
+                       details, losses=final["losses"])
 
 
 # ---------------------------------------------------------------- evaluate and report
@@ -581,7 +589,9 @@ def report(args, run_dir: Path, model, bottlenecks: Bottlenecks, stages: dict, c
     write_labels(run_dir, class_names)
     scored = {}
     for stage, result in stages.items():
-        scored[stage] = classification_metrics(bottlenecks.validation_labels, result.probabilities, class_names)
+        # the stage's last epoch, its val_loss the mean of the same per-example losses history.csv logged
+        scored[stage] = classification_metrics(bottlenecks.validation_labels, result.probabilities, class_names,
+                                               result.losses)
         scored[stage].update(
             seconds=round(result.seconds, 2), iterations=len(result.batches), epochs=len(result.epoch_ends),
             **result.details,
