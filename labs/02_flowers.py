@@ -196,7 +196,7 @@ for offset, (name, rates) in enumerate(rows.items()):
     plt.bar(positions + 0.2 * offset, rates, width=0.2, label=name)
 plt.xticks(positions + 0.3, folder.class_names)
 plt.ylabel("recognition rate (%)")
-plt.legend(fontsize=8, loc="lower right")
+plt.legend(fontsize=8, bbox_to_anchor=(1.02, 1), loc="upper left")
 plt.show()
 
 # %% [markdown]
