@@ -54,14 +54,18 @@ ONNX_OPSET = 17
 
 def parse_args(argv=None):
     parser = cli.parser_from_doc(__doc__)
-    parser.add_argument("--run-dir", required=True, help="a finished classifier run (holds model.keras, labels.txt, config.json)")
-    parser.add_argument("--output-dir", default=None, help="where the export is written (default: RUN/export); must be new or empty")
+    parser.add_argument("--run-dir", required=True,
+                        help="a finished classifier run (holds model.keras, labels.txt, config.json)")
+    parser.add_argument("--output-dir", default=None,
+                        help="where the export is written (default: RUN/export); must be new or empty")
     parser.add_argument("--formats", nargs="+", default=list(FORMAT_FILES), choices=list(FORMAT_FILES),
                         help=f"formats to write (default: all: {' '.join(FORMAT_FILES)})")
     parser.add_argument("--validation-dir", default=None,
-                        help="folder of <class>/<image> to measure parity on (default: the run's own validation/ folder)")
+                        help="folder of <class>/<image> to measure parity on "
+                        "(default: the run's own validation/ folder)")
     parser.add_argument("--limit", type=int, default=None,
-                        help="measure on at most this many validation images, evenly spread over the list (default: all)")
+                        help="measure on at most this many validation images, evenly spread over the list "
+                        "(default: all)")
     parser.add_argument("--batch-size", type=int, default=32)
     args = parser.parse_args(argv)
     if args.batch_size < 1:
@@ -97,7 +101,8 @@ def validation_folder(run_dir: Path, override=None) -> Path:
 def output_folder(run_dir: Path, output_dir) -> Path:
     folder = Path(output_dir) if output_dir else run_dir / "export"
     if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
-        raise UserError(f"--output-dir {folder} exists and is not empty; choose a new folder (exports are never overwritten)")
+        raise UserError(f"--output-dir {folder} exists and is not empty; choose a new folder "
+                        "(exports are never overwritten)")
     return writable_folder(folder, "--output-dir")
 
 
@@ -206,11 +211,13 @@ def measure(model, folder: Path, formats: list[str], validation, indices, class_
     for name, parts in outputs.items():
         probabilities = np.concatenate(parts)
         accuracy = float(np.mean(probabilities.argmax(1) == labels))
+        difference = np.abs(probabilities - reference)
         results[name] = {
-            "max_abs_diff": float(np.max(np.abs(probabilities - reference))),
+            "max_abs_diff": float(np.max(difference)),
+            "mean_abs_diff": float(np.mean(difference)),
             "accuracy": accuracy,
             "accuracy_change": accuracy - keras_accuracy,
-            "same_top_class": float(np.mean(probabilities.argmax(1) == reference.argmax(1))),
+            "changed_top_class": int(np.sum(probabilities.argmax(1) != reference.argmax(1))),
             "seconds_per_image": seconds[name] / len(labels),
         }
     return {"keras_accuracy": keras_accuracy, "keras_seconds_per_image": seconds["keras"] / len(labels),

@@ -25,10 +25,10 @@ form.
 """
 from __future__ import annotations
 
-import argparse
 import base64
 import html
 import io
+import re
 import socket
 from pathlib import Path
 
@@ -84,7 +84,8 @@ def check_upload(data: bytes, max_bytes: int, declared_type: str | None = None) 
     except Image.DecompressionBombError:
         raise UploadProblem(413, "the image has too many pixels to decode") from None
     if kind not in DECODABLE_FORMATS:
-        raise UploadProblem(415, f"{kind} images are not read by the model's pipeline; send a JPEG, PNG, GIF or BMP file")
+        raise UploadProblem(415, f"{kind} images are not read by the model's pipeline; "
+                                 "send a JPEG, PNG, GIF or BMP file")
     if width * height > MAX_PIXELS:
         raise UploadProblem(413, f"the image is {width}x{height} pixels; the limit is {MAX_PIXELS:,} pixels")
     return kind
@@ -109,8 +110,10 @@ class Classifier:
         try:
             return decode_bytes(data, self.image_size)
         except Exception as error:  # noqa: BLE001  (TensorFlow's decoders raise InvalidArgumentError and others)
-            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            raise UploadProblem(400, f"the image could not be decoded (corrupt or cut short?): {reason[:200]}") from None
+            reason = re.sub(r"\{\{.*?\}\}\s*|\s*\[Op:\w+\]", "", str(error)).strip()  # TensorFlow's op decoration
+            reason = reason.splitlines()[0] if reason else type(error).__name__
+            raise UploadProblem(400, f"the image could not be decoded (corrupt or cut short?): {reason[:200]}") \
+                from None
 
     def probabilities(self, data: bytes) -> np.ndarray:
         outputs = self.model(self.pixels(data)[None])
@@ -140,7 +143,8 @@ def create_app(export_dir, model_format: str = "tflite", max_upload_bytes: int =
         """(bytes, file name, declared type, image format) of the form field ``image``, checked."""
         length = request.headers.get("content-length")
         if length and length.isdigit() and int(length) > max_upload_bytes + 64_000:  # refuse before reading it
-            raise UploadProblem(413, f"the upload is {_megabytes(int(length))}; the limit is {_megabytes(max_upload_bytes)}")
+            raise UploadProblem(413, f"the upload is {_megabytes(int(length))}; "
+                                     f"the limit is {_megabytes(max_upload_bytes)}")
         content_type = request.headers.get("content-type", "")
         if not content_type.startswith("multipart/form-data"):
             raise UploadProblem(415, f"send the image as multipart/form-data in the field {FIELD!r}, "
@@ -164,8 +168,9 @@ def create_app(export_dir, model_format: str = "tflite", max_upload_bytes: int =
     async def predict(request: Request, k: int) -> tuple[dict, bytes, str]:
         data, name, _, kind = await read_upload(request)
         probabilities = await run_in_threadpool(classifier.probabilities, data)
-        result = {"file": name, "format": classifier.format, "top": ranked(probabilities, classifier.class_names, k),
-                  "probabilities": {label: float(p) for label, p in zip(classifier.class_names, probabilities)}}
+        names = classifier.class_names
+        result = {"file": name, "format": classifier.format, "top": ranked(probabilities, names, k),
+                  "probabilities": {label: float(p) for label, p in zip(names, probabilities, strict=True)}}
         return result, data, kind
 
     def requested_k(request: Request) -> int:
@@ -243,8 +248,8 @@ def render_page(classifier: Classifier, result: dict | None = None, image=None, 
         )
         parts.append(f'<table id="predictions"><tr><th>class</th><th>probability</th></tr>{rows}</table>')
     return PAGE.format(
-        title=html.escape(f"{' / '.join(classifier.class_names[:5])}{' / ...' if len(classifier.class_names) > 5 else ''}"
-                          " classifier"),
+        title=html.escape(" / ".join(classifier.class_names[:5]) + (" / ..." if len(classifier.class_names) > 5 else "")
+                          + " classifier"),
         model=html.escape(f"{classifier.export_dir / FORMAT_FILES[classifier.format]}"),
         size=classifier.image_size,
         classes=html.escape(", ".join(classifier.class_names)),
@@ -256,11 +261,13 @@ def parse_args(argv=None):
     from common import cli
 
     parser = cli.parser_from_doc(__doc__)
-    parser.add_argument("--model", required=True, metavar="EXPORT_DIR", help="a folder written by python -m deploy.export")
+    parser.add_argument("--model", required=True, metavar="EXPORT_DIR",
+                        help="a folder written by python -m deploy.export")
     parser.add_argument("--format", default="tflite", choices=list(FORMAT_FILES),
                         help="which exported model answers (default: tflite, the float TFLite model)")
     parser.add_argument("--host", default=DEFAULT_HOST,
-                        help=f"address to bind (default: {DEFAULT_HOST}, this machine only; 0.0.0.0 opens it to the network)")
+                        help=f"address to bind (default: {DEFAULT_HOST}, this machine only; "
+                        "0.0.0.0 opens it to the network)")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"(default: {DEFAULT_PORT})")
     parser.add_argument("--max-upload-mb", type=float, default=DEFAULT_MAX_UPLOAD_MB,
                         help=f"largest upload accepted, in MB (default: {DEFAULT_MAX_UPLOAD_MB:g})")
@@ -283,7 +290,8 @@ def check_port_free(host: str, port: int) -> None:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             probe.bind((host, port))
     except OSError as error:
-        raise UserError(f"cannot listen on {host}:{port}: {error.strerror or error}; choose another --port or --host") from None
+        raise UserError(f"cannot listen on {host}:{port}: {error.strerror or error}; "
+                        "choose another --port or --host") from None
 
 
 @main_guard
