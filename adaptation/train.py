@@ -282,15 +282,15 @@ def prepare_images(args, pair, train_rows, validation_rows):
 
 
 # ---------------------------------------------------------------------- run
-def make_adapter(args, encoder, num_classes: int, pretrained: bool, trade_off: float = 1.0,
-                 strategy=None) -> DomainAdapter:
+def make_adapter(args, encoder, pretrained: bool, trade_off: float = 1.0, strategy=None,
+                 steps_per_epoch=None) -> DomainAdapter:
     return DomainAdapter(
-        encoder, num_classes, args.method,
+        encoder, args.method, epochs=args.epochs, steps_per_epoch=steps_per_epoch, verbose=True,
         bottleneck=args.bottleneck, batch_size=args.batch_size, learning_rate=args.learning_rate,
         momentum=args.momentum, weight_decay=args.weight_decay, learning_rate_schedule=args.lr_schedule,
         trade_off=trade_off, lambda_schedule=args.lambda_schedule,
         encoder_learning_rate_scale=PRETRAINED_RATE_SCALE if pretrained else 1.0,
-        n_kernels=args.kernels, estimator=args.estimator, seed=args.seed, strategy=strategy,
+        n_kernels=args.kernels, mmd_estimator=args.estimator, random_state=args.seed, strategy=strategy,
     )
 
 
@@ -309,8 +309,11 @@ def train_once(args, pair, prepared, trade_off: float, encoder_weights=None, log
     set_seed(args.seed)
     if encoder_weights is not None:
         prepared["encoder"].set_weights(encoder_weights)
-    adapter = make_adapter(args, prepared["encoder"], len(pair.class_names), pretrained=not frozen(args),
-                           trade_off=trade_off, strategy=strategy)
+    steps_per_epoch = None
+    if not frozen(args):
+        steps_per_epoch = -(-max(prepared["source_train_size"], prepared["target_train_size"]) // args.batch_size)
+    adapter = make_adapter(args, prepared["encoder"], pretrained=not frozen(args), trade_off=trade_off,
+                           strategy=strategy, steps_per_epoch=steps_per_epoch)
     validation_labels = prepared["source_validation"][1]
     board = []  # TensorBoard's callbacks, made at the first epoch's end, once the optimizer exists
 
@@ -319,18 +322,15 @@ def train_once(args, pair, prepared, trade_off: float, encoder_weights=None, log
         extra = {"source_val_accuracy": float(np.mean(probabilities.argmax(axis=1) == validation_labels))}
         if log_dir is not None:
             if not board:
-                board.append(tensorboard_for_loop(log_dir, adapter.network.full_model(), adapter.optimizer))
+                board.append(tensorboard_for_loop(log_dir, adapter.network_.full_model(), adapter.optimizer_))
             board[0].on_epoch_end(epoch - 1, {key: float(value) for key, value in {**row, **extra}.items()
                                               if key != "epoch"})
         return extra
 
-    steps_per_epoch = None
-    if not frozen(args):
-        steps_per_epoch = -(-max(prepared["source_train_size"], prepared["target_train_size"]) // args.batch_size)
     started = time.perf_counter()
     label = f"{args.method} {pair.direction}" + (f" trade-off {trade_off:g}" if args.method not in ("source-only", "adabn") else "")
-    history = adapter.fit(prepared["source_train"], prepared["target_train"], epochs=args.epochs,
-                          steps_per_epoch=steps_per_epoch, on_epoch_end=on_epoch_end, description=label)
+    history = adapter.fit_domains(prepared["source_train"], prepared["target_train"], n_classes=len(pair.class_names),
+                                  on_epoch_end=on_epoch_end, description=label).history_
     seconds = time.perf_counter() - started
     if board:
         board[0].on_train_end()
@@ -343,7 +343,7 @@ def train_once(args, pair, prepared, trade_off: float, encoder_weights=None, log
 
 def saved_model(args, adapter: DomainAdapter, prepared) -> keras.Model:
     """Pixels (0..255) in, class probabilities out, whichever way the encoder was trained."""
-    network = adapter.network
+    network = adapter.network_
     if prepared["frozen"] is None:
         return network.full_model(name=f"adapted_{args.backbone}_{args.method.replace('-', '_')}")
     from common.backbones import build_model
