@@ -27,8 +27,8 @@
 #
 # The slides use VGG16 with ImageNet weights; this lab uses MobileNetV2 with the ImageNet file in
 # `../shared/weights/` (VGG16's file is not available on the course machines), and exercise 2 builds
-# VGG16 itself. **Runtime:** about a minute in the quick setting (16 + 16 training photos at 96 x 96),
-# about 10 minutes on 2 CPU cores in the full setting (not measured: see labs/README.md).
+# VGG16 itself. The quick setting uses 16 + 16 training photos at 96 x 96.
+# **Runtime:** both settings' measured times are in labs/README.md.
 
 # %%
 # Setup: the repository root on sys.path (the notebook runs in labs/), then every import of the lab.

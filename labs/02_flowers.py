@@ -27,8 +27,7 @@
 # (`load_image_folder`, `split_per_class`, `make_dataset`), `common.features` (the content-keyed
 # bottleneck cache), `common.backbones`. The book uses Inception-v3; this lab uses MobileNetV2 with
 # the ImageNet file of `../shared/weights/` (1280-d pooled features; Inception-v3's file is not
-# available on the course machines). **Runtime:** about a minute in the quick setting, about 10
-# minutes on 2 CPU cores in the full setting (see labs/README.md).
+# available on the course machines). **Runtime:** both settings' measured times are in labs/README.md.
 
 # %%
 # Setup: the repository root on sys.path (the notebook runs in labs/), then every import of the lab.

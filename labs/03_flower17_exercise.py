@@ -31,8 +31,7 @@
 # OpenCV is converted from BGR to RGB before the model sees it (errata [E21](../docs/textbook-errata.md#E21),
 # [E24](../docs/textbook-errata.md#E24), [E25](../docs/textbook-errata.md#E25)). The exercise uses VGG16; this lab
 # uses MobileNetV2 with the ImageNet file of `../shared/weights/` (VGG16's file is not available on
-# the course machines). **Runtime:** about a minute in the quick setting, a few minutes in the full
-# setting on 2 CPU cores (see labs/README.md).
+# the course machines). **Runtime:** both settings' measured times are in labs/README.md.
 
 # %%
 # Setup: the repository root on sys.path (the notebook runs in labs/), then every import of the lab.

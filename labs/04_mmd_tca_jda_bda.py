@@ -27,8 +27,8 @@
 # The chapter's text has a few formula errors; where this lab shows such an equation it shows the
 # corrected form and says so (see [docs/textbook-errata.md](../docs/textbook-errata.md)).
 #
-# **Runtime:** a few seconds per fit on a laptop; the quick setting (`LABS_QUICK=1`) runs one task,
-# the full setting the papers' 12 tasks.
+# The quick setting (`LABS_QUICK=1`) runs one task, the full setting the papers' 12 tasks.
+# **Runtime:** both settings' measured times are in labs/README.md.
 
 # %%
 # Setup: the repository root on sys.path (the notebook runs in labs/), then every import of the lab.

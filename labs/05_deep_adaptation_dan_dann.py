@@ -26,8 +26,8 @@
 # Different photographers, framing and backgrounds: a real domain shift. **Library:**
 # `adaptation.dan.MultipleKernelMMD` ($\ell_A$ of eq. 21), `adaptation.dann.DomainAdversarialLoss`
 # ($\ell_d$ of eq. 22), `adaptation.layers.GradientReversal`, `mmd.mmd2`, and `common.features` for the
-# frozen MobileNetV2 features (ImageNet file of `../shared/weights/`). **Runtime:** well under a
-# minute in the quick setting, a few minutes on 2 CPU cores in the full setting (see labs/README.md).
+# frozen MobileNetV2 features (ImageNet file of `../shared/weights/`).
+# **Runtime:** both settings' measured times are in labs/README.md.
 
 # %%
 # Setup: the repository root on sys.path (the notebook runs in labs/), then every import of the lab.

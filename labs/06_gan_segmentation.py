@@ -27,8 +27,7 @@
 # `segmentation.networks`, `segmentation.discriminator`, `segmentation.losses`,
 # `segmentation.metrics`. The book's encoder is VGG16; this lab uses MobileNetV2 with the ImageNet
 # file of `../shared/weights/` (VGG16's file is not available on the course machines).
-# **Runtime:** about a minute in the quick setting, several minutes in the full setting on 2 CPU
-# cores (see labs/README.md).
+# **Runtime:** both settings' measured times are in labs/README.md.
 
 # %%
 # Setup: the repository root on sys.path (the notebook runs in labs/), then every import of the lab.
