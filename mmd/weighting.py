@@ -45,6 +45,7 @@ from threadpoolctl import threadpool_limits
 
 from .validation import (
     InputError,
+    check_features,
     check_int,
     check_positive,
     validate_fit_input,
@@ -237,6 +238,16 @@ class _InstanceWeighting(ClassifierMixin, BaseEstimator):
 
     def _fit_no_target(self, Xs):
         pass
+
+    def weights_for(self, X, Xt):
+        """Weights of the samples X towards the target samples Xt with this
+        estimator's settings, without fitting the classifier (and without
+        changing this estimator): what `mmd.scoring`'s importance-weighted
+        validation needs for each held-out fold."""
+        est = clone(self)
+        est._check_params()
+        X = check_features(X, "X")
+        return est._weights(X, validate_target_features(est, Xt, X.shape[1]))
 
     def __sklearn_is_fitted__(self):
         return hasattr(self, "estimator_")
