@@ -5,8 +5,10 @@ Used by ``python -m digits.transferability --backbone mobilenet_v2 --weights FIL
 weights) and B a flower collection; unlike the digits' AnB, the layers above
 the cut keep their pretrained weights and are fine-tuned (the usual
 finetune of 12.4.2), so the curve says how much of a pretrained network can
-stay frozen before B's accuracy suffers. Each depth is scored once on a
-held-out split of B; no depth is chosen by it.
+stay frozen before B's accuracy suffers. The new head is trained first on
+the frozen base (a linear probe, 50 epochs at 1e-3), and every depth starts
+its fine-tuning from that head. Each depth is scored once on a held-out
+split of B; no depth is chosen by it.
 """
 from __future__ import annotations
 
@@ -49,13 +51,26 @@ def run(args, progress) -> dict:
     train_data = make_dataset([paths[i] for i in train], labels[train], size, args.batch_size, shuffle=True,
                               seed=args.seed, cache_in_memory=True)
     test_data = make_dataset([paths[i] for i in test], labels[test], size, 64, cache_in_memory=True)
-    starts = block_starts(build_model(args.backbone, args.weights, args.image_size)[1])
+    # The new head first, on the frozen base's pooled features (computed once): every depth then starts
+    # fine-tuning from the same trained head, as 12.4.2's finetune does, so a depth is not judged by how
+    # fast a random head learns at the fine-tuning rate.
+    extractor, base = build_model(args.backbone, args.weights, args.image_size, pooling="avg")
+    starts = block_starts(base)
     depths = grid(len(starts))
+    in_order = make_dataset([paths[i] for i in train], labels[train], size, 64)   # unshuffled: rows match labels
+    features, train_labels = extractor.predict(in_order, verbose=0), labels[train]
+    keras.utils.set_random_seed(args.seed)
+    head = keras.Sequential([keras.Input(features.shape[1:]),
+                             keras.layers.Dense(folder.num_classes, activation="softmax", name="head")])
+    head.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
+    head.fit(features, train_labels, epochs=50, batch_size=32, verbose=0)
+    head_weights = head.get_weights()
     accuracies, trainable = [], []
     for n in progress(depths, desc="depths", unit="model"):
         keras.utils.set_random_seed(args.seed)
-        head = keras.layers.Dense(folder.num_classes, activation="softmax", name="head")
-        model, base = build_model(args.backbone, args.weights, args.image_size, head=head, pooling="avg")
+        layer = keras.layers.Dense(folder.num_classes, activation="softmax", name="head")
+        model, base = build_model(args.backbone, args.weights, args.image_size, head=layer, pooling="avg")
+        layer.set_weights(head_weights)
         blocks = block_starts(base)
         freeze_below(base, blocks[n][1] if n < len(blocks) else "none")
         model.compile(optimizer=keras.optimizers.Adam(args.learning_rate), loss="sparse_categorical_crossentropy",

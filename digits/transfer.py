@@ -49,6 +49,9 @@ def parse_args(argv=None):
     group.add_argument("--shots", default="2,5,10", help="K labelled target images per class, comma-separated (default: 2,5,10)")
     group.add_argument("--seeds", type=int, default=3, help="seeds per K: initialisation and the K-shot draw (default: 3)")
     group.add_argument("--seed", type=int, default=0, help="the first seed (default: 0)")
+    group.add_argument("--copy", type=int, default=len(LAYERS) - 1,
+                       help=f"weight layers copied from the source (default: {len(LAYERS) - 1}, every layer but the "
+                       "head, 003's layers[:-1]; 4 copies the convolutions alone)")
     group = parser.add_argument_group("training")
     group.add_argument("--source-epochs", type=int, default=30, help="(default: 30)")
     group.add_argument("--target-epochs", type=int, default=60, help="(default: 60)")
@@ -67,6 +70,8 @@ def parse_args(argv=None):
             parser.error(f"{flag} must be at least 1, not {value}")
     if not args.learning_rate > 0:
         parser.error(f"--learning-rate must be positive, not {args.learning_rate}")
+    if not 1 <= args.copy <= len(LAYERS) - 1:
+        parser.error(f"--copy must be in 1..{len(LAYERS) - 1}, not {args.copy}")
     return args
 
 
@@ -121,7 +126,7 @@ def main(argv=None) -> dict:
         set_seed(seed)
         model = build_cnn(shape, 5, f"target_{variant}")
         if variant != "scratch":
-            copy_first(source_model, model, len(LAYERS) - 1, frozen=variant == "frozen")   # 003's layers[:-1]
+            copy_first(source_model, model, args.copy, frozen=variant == "frozen")   # default: 003's layers[:-1]
         compile_for_training(model, args.learning_rate)
         train(model, xk, yk, args, args.target_epochs)
         rows.append({"k": k, "seed": seed, "variant": variant, "trainable_weights": trainable_count(model),
@@ -143,6 +148,7 @@ def main(argv=None) -> dict:
             "per_seed": scores,
         }
     metrics = {"source_test_accuracy": source_accuracy, "per_k": per_k, "dataset": args.dataset,
+               "copied_layers": list(LAYERS[:args.copy]),
                "split": "accuracies on each task's test split, scored once",
                "seeds": list(range(args.seed, args.seed + args.seeds)), "seconds": round(time.perf_counter() - start, 1)}
     write_metrics(run_dir, metrics)
