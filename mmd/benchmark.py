@@ -78,8 +78,21 @@ def dense_reference(Xs, ys, Xt, method, n_components, lambda_, n_iter, mu, progr
         M = M / np.linalg.norm(M, "fro")
         a = X @ M @ X.T + lambda_ * np.eye(d)
         b = X @ H @ X.T
+        if t == 0:
+            # b = X H X^T is singular with duplicate samples or zero/constant
+            # features: its null space gives infinite eigenvalues, and rounding
+            # turns some into huge finite ones of either sign, so only the
+            # `rank` smallest positive ones are eq. 20's answer (the same
+            # rank rule as mmd.eigensolvers.Eq20Solver)
+            ev = np.linalg.eigvalsh(b)
+            rank = int(np.count_nonzero(ev > d * np.finfo(float).eps * max(ev.max(), 0.0)))
+            if n_components > rank:
+                raise InputError(f"n_components={n_components} exceeds the rank {rank} of the "
+                                 "centred scatter X H X^T (duplicate samples or zero/constant "
+                                 "features)")
         w, V = scipy.linalg.eig(a, b)
-        order = np.argsort(w.real)[:n_components]
+        real = np.where(np.isfinite(w) & (w.real > 0), w.real, np.inf)
+        order = np.argsort(real, kind="stable")[:n_components]
         A = V[:, order].real
         Z = A.T @ X
         Z = Z / np.linalg.norm(Z, axis=0)

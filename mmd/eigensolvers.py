@@ -20,12 +20,18 @@ Two solvers, both in float64 TensorFlow:
      mean-difference vectors).  Any power of it is therefore
      S^alpha = lambda^alpha I + Z diag(s^alpha - lambda^alpha) Z^T with Z the
      r orthonormal directions of that term: no Cholesky, no p x p inverse.
-  2. B never changes.  Its eigendecomposition B = V Lambda V^T is computed
-     once per fit (one full `eigh`, the cost of one exact solve).  In that
-     basis S^-1/2 B S^-1/2 = J Lambda J with J = c I + G D G^T
-     (c = lambda^-1/2, G = V^T Z), i.e. a diagonal matrix plus a rank-2r
-     term: applying it to a block of m vectors costs O(p r m), not O(p^2 m),
-     and (T - sigma I)^-1 is a Woodbury formula with a 2r x 2r solve.
+  2. B never changes.  Its eigendecomposition is computed once per fit (one
+     full `eigh`, the cost of one exact solve), and only its numerical range
+     is kept: B = W W^T with W = V_q Lambda_q^1/2 from its q non-zero
+     eigenpairs (on the Gram side W = Pc^T V_q, V_q from Pc Pc^T).  The
+     non-zero spectrum of S^-1/2 B S^-1/2 is that of the q x q matrix
+     T = W^T S^-1 W = Lambda_q / lambda + F diag(1/s - 1/lambda) F^T with
+     F = W^T Z, and a = S^-1 W y: a diagonal matrix plus a rank-r term, so
+     applying T to a block of m vectors costs O(q r m), and
+     (T - sigma I)^-1 is a Woodbury formula with an r x r solve.  Keeping
+     B's zero eigenvalues out matters when B is singular (duplicate
+     samples, zero or constant features, a linear kernel with n > d): they
+     would be eigenvalues 0 of T inside the search space (issue 24).
   3. Consecutive JDA iterations have close solutions.  The previous
      iteration's m = k + `guard` Ritz vectors are the start ("warm start").
      Measured on Office-Caltech, this saves no step there: the cold start
@@ -40,16 +46,21 @@ Two solvers, both in float64 TensorFlow:
   orthogonal and sorts out clusters.  The step repeats until every wanted
   pair has ||T x - theta x|| <= tol * theta_max (`tol`, default 1e-12; two
   steps reach about 1e-15 on the Office-Caltech tasks).  If it does not get
-  there within `max_steps` steps, or meets a non-finite number, the exact
-  solver answers that problem instead (counted in `n_fallbacks`).
+  there within `max_steps` steps, or meets a non-finite number or a failed
+  TensorFlow solve, the exact solver answers that problem instead (counted
+  in `n_fallbacks`).
 
-Both return phi ascending (phi = inf marks a direction B cannot see) and
-A with unit-norm columns, each column's largest-magnitude entry positive.
+Both return phi ascending and A with unit-norm columns, each column's
+largest-magnitude entry positive.  `solve_exact` marks a direction B cannot
+see with phi = inf; `Eq20Solver` never gets there: it refuses more
+components than B's rank (its docstring says why no answer exists then).
 """
 from __future__ import annotations
 
 import numpy as np
 import tensorflow as tf
+
+from .validation import InputError
 
 #: eq. 20 solvers of the estimators' `solver` parameter
 SOLVERS = ("iterative", "exact")
@@ -156,7 +167,15 @@ def _shift_invert(delta, F, K, FF, X, shifts, floor):
     columns is one (m x N) (N x f^2) product with FF_i = F_i (x) F_i).  A
     shift that hits a diagonal entry exactly is nudged by `floor` (the
     direction, which is all inverse iteration needs, is unaffected).
-    Columns come back with unit norm."""
+
+    A shift that is an eigenvalue of A (a converged Ritz value, common in
+    the float32 first step) makes the f x f system singular too: it is the
+    secular equation of diag(delta) + F K F^T.  tf.linalg.solve then raises
+    "Input matrix is not invertible" (issue 24).  The system is solved by QR
+    instead, each pivot of R kept at least eps * max(1, max |R|) in magnitude: a
+    perturbation within rounding, which leaves the answer dominated by the
+    eigenvector, the limit inverse iteration wants.  Columns come back with
+    unit norm."""
     D = delta[:, None] - shifts[None, :]                                   # (N, m)
     D = tf.where(tf.abs(D) < floor, tf.where(D < 0, -floor, floor), D)
     Di = 1.0 / D
@@ -165,8 +184,20 @@ def _shift_invert(delta, F, K, FF, X, shifts, floor):
     Mj = tf.reshape(tf.matmul(Di, FF, transpose_a=True), tf.stack([-1, f, f]))
     lhs = tf.eye(f, dtype=F.dtype)[None] + tf.matmul(K[None], Mj)
     rhs = tf.matmul(K, tf.matmul(F, Y, transpose_a=True))                  # K F^T D^-1 X
-    z = tf.linalg.solve(lhs, tf.transpose(rhs)[:, :, None])[:, :, 0]      # (m, f)
+    Q, R = tf.linalg.qr(lhs)
+    pivots = tf.linalg.diag_part(R)                                        # (m, f)
+    # the scale of lhs = I + K F^T D^-1 F is at least that of I: a system
+    # that cancels to exactly 0 (f = 1) still gets a pivot of eps
+    least = np.finfo(F.dtype.as_numpy_dtype).eps * tf.maximum(
+        tf.reduce_max(tf.abs(R), axis=[1, 2]), 1.0)[:, None]
+    pivots = tf.where(tf.abs(pivots) < least, tf.where(pivots < 0, -least, least), pivots)
+    z = tf.linalg.triangular_solve(tf.linalg.set_diag(R, pivots),
+                                   tf.matmul(Q, tf.transpose(rhs)[:, :, None], transpose_a=True),
+                                   lower=False)[:, :, 0]                   # (m, f)
     Y = Y - Di * tf.matmul(F, z, transpose_b=True)
+    # by the largest entry first: a (nearly) singular shift amplifies the
+    # eigenvector so much that its squared norm overflows in float32
+    Y = Y / tf.maximum(tf.reduce_max(tf.abs(Y), axis=0, keepdims=True), _tiny(Y.dtype))
     return Y / tf.maximum(tf.norm(Y, axis=0, keepdims=True), _tiny(Y.dtype))
 
 
@@ -304,12 +335,36 @@ class Eq20Solver:
     """Solves eq. 20 for one fit: B (or the centred data Pc) fixed, one M per
     call of `solve(U, w)`.
 
+    B = X H X^T is only semi-definite: duplicate samples, zero or constant
+    features and a linear kernel with more samples than features all make it
+    singular.  Its directions of (numerically) zero scatter have phi = inf
+    (B a = 0 while S a != 0), so only `rank` components of eq. 20 are
+    defined: the constructor finds the rank from B's (or Pc Pc^T's)
+    eigenvalues, those above dim * eps times the largest (rounding leaves the
+    zero ones at about eps times the largest), and refuses
+    n_components > rank with an InputError that names it.  Beyond rank
+    the answer does not exist: on B's null space S = lambda I (M's columns
+    sum to zero), so any basis of it would do, and the labels would depend
+    on which one rounding picked.
+
     method="exact" calls `solve_exact` every time.  method="iterative" keeps
     the eigenbasis of B (or of Pc Pc^T when n < p) and the last Ritz vectors
-    between calls (module docstring).  Counters, for the estimators'
-    attributes: `steps` (shift-and-invert steps per call, 0 for an exact
-    solve), `warm_starts` (calls started from the previous solution) and
-    `fallbacks` (calls the iterative solver handed to the exact one).
+    between calls (module docstring).  It works on the range of B only:
+    with B = W W^T (W = V_r Lambda_r^1/2 from B's r non-zero eigenpairs, or
+    Pc^T V_r on the Gram side), the non-zero spectrum of S^-1/2 B S^-1/2 is
+    that of the r x r matrix W^T S^-1 W = Lambda_r / lambda + (W^T Z)
+    diag(1/s - 1/lambda) (W^T Z)^T and a = S^-1 W y.  Carrying B's zero
+    eigenvalues instead put eigenvalues 0 inside the search space whenever
+    k + guard > r, and the shifted systems of `top_eigenpairs` became
+    exactly singular (issue 24: "Input matrix is not invertible").  When
+    2 (k + guard) >= r the dense solve is as cheap and answers instead.  A
+    shifted solve that still fails is a fallback to the exact solver, as a
+    non-converged iteration is.
+
+    Counters, for the estimators' attributes: `steps` (shift-and-invert
+    steps per call, 0 for an exact solve), `warm_starts` (calls started from
+    the previous solution) and `fallbacks` (calls the iterative solver handed
+    to the exact one).
     """
 
     def __init__(self, lambda_: float, n_components: int, B=None, Pc=None,
@@ -319,12 +374,27 @@ class Eq20Solver:
         self.B, self.Pc = B, Pc
         self.method, self.tol, self.guard, self.max_steps = method, tol, guard, max_steps
         self.steps, self.warm_starts, self.fallbacks = [], 0, 0
-        self._basis = None     # (eigenvalues descending, eigenvectors) of B or Pc Pc^T / lambda
-        self._previous = None  # Ritz vectors of the last solve, in that basis
-        dim = int(Pc.shape[0]) if Pc is not None else int(B.shape[0])
+        self._previous = None  # Ritz vectors of the last solve, in the basis of B's range
+        # eigenpairs of B (or Pc Pc^T), descending, on the numerical range only
+        if Pc is None:
+            ev, V = tf.linalg.eigh(tf.convert_to_tensor(B, tf.float64))
+        else:
+            Pc = tf.convert_to_tensor(Pc, tf.float64)
+            ev, V = tf.linalg.eigh(tf.matmul(Pc, Pc, transpose_b=True))
+        ev, V = ev[::-1], V[:, ::-1]
+        dim = int(ev.shape[0])
+        floor = dim * np.finfo(np.float64).eps * max(float(ev[0]), 0.0) if dim else 0.0
+        self.rank = int(np.count_nonzero(ev.numpy() > floor)) if dim and floor > 0 else 0
+        if self.k > self.rank:
+            raise InputError(
+                f"n_components={self.k} exceeds the rank {self.rank} of the centred scatter "
+                "X H X^T of eq. 20 (K H K with a kernel): duplicate samples, zero or constant "
+                f"features or a low-rank kernel leave {self.rank} directions with finite phi")
+        self._range = (ev[:self.rank], V[:, :self.rank])
+        self._Wt = None        # W^T (r, p), B = W W^T, built on the first iterative solve
         # the iterative method needs room for the 2m-dimensional search
-        # space; on small problems a dense eigh is as cheap
-        self._small = 2 * (self.k + guard) >= dim
+        # space; on small problems (or a low rank) a dense eigh is as cheap
+        self._small = 2 * (self.k + guard) >= self.rank
 
     def solve(self, U, w):
         if self.method == "exact" or self._small:
@@ -333,34 +403,27 @@ class Eq20Solver:
         lam = self.lambda_
         U = tf.convert_to_tensor(U, tf.float64)
         w = tf.constant(np.asarray(w, dtype=np.float64))
-        if self._basis is None:
-            if self.Pc is None:
-                ev, V = tf.linalg.eigh(self.B)
-            else:
-                ev, V = tf.linalg.eigh(tf.matmul(self.Pc, self.Pc, transpose_b=True) / lam)
-            self._basis = (ev[::-1], V[:, ::-1])
-        ev, V = self._basis
+        ev, V = self._range
+        if self._Wt is None:
+            self._Wt = (tf.sqrt(ev)[:, None] * tf.transpose(V) if self.Pc is None
+                        else tf.matmul(V, self.Pc, transpose_a=True))
         if int(U.shape[1]) == 0:             # M = 0: S = lambda I (BDA mu = 1, no labels yet)
             U, w = tf.zeros([int(U.shape[0]), 1], tf.float64), tf.zeros([1], tf.float64)
-        if self.Pc is None:
-            delta, F, K, G, g = _primal_operator(ev, V, U, w, _scalar(lam))
-        else:
-            delta, F, K, Z, s = _gram_operator(ev, V, self.Pc, U, w, _scalar(lam))
+        F, K, Z, s = _range_operator(self._Wt, U, w, _scalar(lam))
         warm = self._previous
-        result = top_eigenpairs(delta, F, K, self.k, X0=warm, guard=self.guard, tol=self.tol,
-                                max_steps=self.max_steps)
-        self.steps.append(result.steps)
-        if not result.converged:
+        try:
+            result = top_eigenpairs(ev / lam, F, K, self.k, X0=warm, guard=self.guard,
+                                    tol=self.tol, max_steps=self.max_steps)
+        except tf.errors.InvalidArgumentError:   # a singular shifted system
+            result = None
+        self.steps.append(0 if result is None else result.steps)
+        if result is None or not result.converged:
             self.fallbacks += 1
             self._previous = None
             return solve_exact(U, w, lam, self.k, B=self.B, Pc=self.Pc)
         self.warm_starts += warm is not None
         self._previous = result.X
-        Y = result.X[:, :self.k]
-        if self.Pc is None:
-            A = _primal_vectors(V, G, g, Y, _scalar(lam))
-        else:
-            A = _gram_vectors(self.Pc, V, Z, s, Y, _scalar(lam))
+        A = _range_vectors(self._Wt, Z, s, result.X[:, :self.k], _scalar(lam))
         return _finish(A, result.theta[:self.k].numpy())
 
 
@@ -375,45 +438,19 @@ def _s_factors(U, w, lam):
     return tf.matmul(Q, E), tf.maximum(s, lam)   # S >= lambda I: clip rounding
 
 
-@_compiled(_VECTOR, _MATRIX, _MATRIX, _VECTOR, _SCALAR)
-def _primal_operator(ev, V, U, w, lam):
-    """S^-1/2 B S^-1/2 in B's eigenbasis (B = V diag(ev) V^T) as
-    diag(delta) + F K F^T: with S^-1/2 = c I + Z diag(s^-1/2 - c) Z^T
-    (c = lambda^-1/2), V^T S^-1/2 V = J = c I + G diag(g) G^T (G = V^T Z),
-    and J diag(ev) J = c^2 diag(ev) + [G, ev G] [[g G^T ev G g, c g], [c g, 0]] [G, ev G]^T."""
+@_compiled(_MATRIX, _MATRIX, _VECTOR, _SCALAR)
+def _range_operator(Wt, U, w, lam):
+    """W^T S^-1 W - W^T W / lambda as F K F^T: S^-1 = I / lambda +
+    Z diag(1/s - 1/lambda) Z^T, so F = W^T Z and K = diag(1/s - 1/lambda)
+    (W^T W = diag(ev) is the diagonal part, in the eigenbasis of B's range)."""
     Z, s = _s_factors(U, w, lam)
-    c = lam ** -0.5
-    G = tf.matmul(V, Z, transpose_a=True)
-    g = s ** -0.5 - c
-    LG = ev[:, None] * G
-    GLG = g[:, None] * tf.matmul(G, LG, transpose_a=True) * g[None, :]
-    cg = tf.linalg.diag(c * g)
-    K = tf.concat([tf.concat([GLG, cg], axis=1), tf.concat([cg, tf.zeros_like(cg)], axis=1)],
-                  axis=0)
-    return c * c * ev, tf.concat([G, LG], axis=1), K, G, g
+    return tf.matmul(Wt, Z), tf.linalg.diag(1.0 / s - 1.0 / lam), Z, s
 
 
 @_compiled(_MATRIX, _MATRIX, _VECTOR, _MATRIX, _SCALAR)
-def _primal_vectors(V, G, g, Y, lam):
-    """a = S^-1/2 (V y) = V (J y), unit columns."""
-    c = lam ** -0.5
-    return _unit_columns(
-        tf.matmul(V, c * Y + tf.matmul(G, g[:, None] * tf.matmul(G, Y, transpose_a=True))))
-
-
-@_compiled(_VECTOR, _MATRIX, _MATRIX, _MATRIX, _VECTOR, _SCALAR)
-def _gram_operator(ev, V, Pc, U, w, lam):
-    """Pc S^-1 Pc^T = Pc Pc^T / lambda + (Pc Z) diag(1/s - 1/lambda) (Pc Z)^T,
-    in the eigenbasis V of Pc Pc^T / lambda (eigenvalues ev)."""
-    Z, s = _s_factors(U, w, lam)
-    F = tf.matmul(V, tf.matmul(Pc, Z), transpose_a=True)
-    return ev, F, tf.linalg.diag(1.0 / s - 1.0 / lam), Z, s
-
-
-@_compiled(_MATRIX, _MATRIX, _MATRIX, _VECTOR, _MATRIX, _SCALAR)
-def _gram_vectors(Pc, V, Z, s, Y, lam):
-    """a = S^-1 Pc^T q with q = V y, unit columns."""
-    Q = tf.matmul(Pc, tf.matmul(V, Y), transpose_a=True)
+def _range_vectors(Wt, Z, s, Y, lam):
+    """a = S^-1 W y, unit columns."""
+    Q = tf.matmul(Wt, Y, transpose_a=True)
     return _unit_columns(
         Q / lam + tf.matmul(Z, (1.0 / s - 1.0 / lam)[:, None] * tf.matmul(Z, Q, transpose_a=True)))
 
