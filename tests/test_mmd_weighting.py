@@ -1,26 +1,31 @@
-"""KMM and KLIEP (mmd.weighting): instance weighting of eq. 2 (12.2.3).
+"""KMM, KLIEP (mmd.weighting) and TrAdaBoost (mmd.boosting): instance
+weighting, eq. 2 of 12.2.3.
 
 The weights are checked against a covariate shift whose density ratio is
 known in closed form (two Gaussians), the KMM solver against scipy's SLSQP
 on the same quadratic programme, and the weighted classifier against the
 unweighted one on a shift where a linear model is misspecified (the case
-that reweighting is for).
+that reweighting is for).  TrAdaBoost: its weight update against the
+paper's formulas, and a source half of which follows another concept.
 """
 import numpy as np
 import pytest
 import scipy.optimize
 from scipy.stats import norm, spearmanr
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
+from mmd.boosting import TrAdaBoost
 from mmd.validation import InputError
 from mmd.weighting import KLIEP, KMM, kliep_alpha, kmm_weights, median_gamma, squared_distances
 
 
 @parametrize_with_checks([KMM(), KLIEP(random_state=0),
-                          KMM(estimator=LogisticRegression(C=0.5), gamma=0.3, B=5.0, eps=0.5)])
+                          KMM(estimator=LogisticRegression(C=0.5), gamma=0.3, B=5.0, eps=0.5),
+                          TrAdaBoost()])
 def test_scikit_learn_estimator_checks(estimator, check):
     check(estimator)
 
@@ -158,3 +163,84 @@ def test_bad_input_is_one_line():
         KMM(B=0.001, eps=0.1).fit(Xs, ys, Xt)
     with pytest.raises(InputError, match="sigmas"):
         KLIEP(sigmas=[]).fit(Xs, ys, Xt)
+
+
+# ------------------------------------------------------------ TrAdaBoost
+
+class SignOfFirstFeature(ClassifierMixin, BaseEstimator):
+    """Predicts [x0 > 0] whatever it is fitted on; keeps the weights it got."""
+
+    def fit(self, X, y, sample_weight=None):
+        self.classes_ = np.unique(y)
+        self.seen_weight_ = np.asarray(sample_weight)
+        return self
+
+    def predict(self, X):
+        return (np.asarray(X)[:, 0] > 0).astype(int)
+
+
+def test_tradaboost_weight_update_is_the_papers():
+    rng = np.random.default_rng(0)
+    Xs, Xt = rng.standard_normal((50, 2)), rng.standard_normal((10, 2))
+    ys = (Xs[:, 0] > 0).astype(int)
+    ys[:10] = 1 - ys[:10]                                  # 10 source samples disagree
+    yt = (Xt[:, 0] > 0).astype(int)
+    yt[:3] = 1 - yt[:3]                                    # 3 of 10 target samples wrong
+    est = TrAdaBoost(SignOfFirstFeature(), n_estimators=2).fit(Xs, ys, Xt, yt)
+    assert est.errors_[0] == pytest.approx(0.3)
+    beta_t = 0.3 / 0.7
+    beta = 1 / (1 + np.sqrt(2 * np.log(50) / 2))
+    w = np.ones(60)
+    w[:10] *= beta
+    w[50:53] /= beta_t
+    # round 2 is fitted with p = w / sum w, scaled to mean 1
+    np.testing.assert_allclose(est.estimators_[1].seen_weight_, 60 * w / w.sum())
+    # round 2's target error is weighted: 3 / beta_t against 7
+    e2 = (3 / beta_t) / (3 / beta_t + 7)
+    assert est.errors_[1] == pytest.approx(e2)
+    assert est.betas_ == pytest.approx([beta_t, e2 / (1 - e2)])
+    np.testing.assert_allclose(est.estimator_weights_, np.log(1 / np.asarray(est.betas_)))
+
+
+def few_labelled_targets(seed, d=20, ns=400, n_labelled=20, n_test=500):
+    """Half of the source follows the target's concept [x0 + x1 > 0], the
+    other half another one, [x0 - x1 > 0]; 20 labelled target samples in
+    20 dimensions are too few alone."""
+    rng = np.random.default_rng(seed)
+    same, other = np.zeros(d), np.zeros(d)
+    same[:2], other[:2] = (1, 1), (1, -1)
+    Xs = rng.standard_normal((ns, d))
+    ys = np.concatenate([Xs[: ns // 2] @ same > 0, Xs[ns // 2:] @ other > 0]).astype(int)
+    Xl, Xe = rng.standard_normal((n_labelled, d)), rng.standard_normal((n_test, d))
+    return Xs, ys, Xl, (Xl @ same > 0).astype(int), Xe, (Xe @ same > 0).astype(int)
+
+
+def test_tradaboost_beats_source_target_and_pooled_training():
+    boosted, best_other = [], []
+    for seed in range(4):
+        Xs, ys, Xl, yl, Xe, ye = few_labelled_targets(seed)
+        lr = LogisticRegression(max_iter=1000)
+        others = [clone(lr).fit(Xs, ys).score(Xe, ye), clone(lr).fit(Xl, yl).score(Xe, ye),
+                  clone(lr).fit(np.vstack([Xs, Xl]), np.concatenate([ys, yl])).score(Xe, ye)]
+        best_other.append(max(others))
+        boosted.append(TrAdaBoost(n_estimators=20).fit(Xs, ys, Xl, yl).score(Xe, ye))
+    assert np.mean(boosted) > np.mean(best_other) + 0.03
+
+
+def test_tradaboost_contract():
+    Xs, ys, Xl, yl, Xe, _ = few_labelled_targets(5, ns=60)
+    a = TrAdaBoost(n_estimators=4, Xt=Xl, yt=yl).fit(Xs, ys)
+    b = TrAdaBoost(n_estimators=4).fit(Xs, ys, Xl, yl)
+    np.testing.assert_array_equal(a.predict(Xe), b.predict(Xe))
+    assert len(a.estimators_) == 4 and a.estimator_weights_[0] == 0.0   # round 1 of 4 does not vote
+    alone = TrAdaBoost().fit(Xs, ys)                                   # no target: the base model
+    np.testing.assert_array_equal(alone.predict(Xe),
+                                  LogisticRegression(max_iter=1000).fit(Xs, ys).predict(Xe))
+    with pytest.raises(InputError, match="together"):
+        TrAdaBoost().fit(Xs, ys, Xl)
+    with pytest.raises(InputError, match="given twice"):
+        TrAdaBoost(Xt=Xl, yt=yl).fit(Xs, ys, Xl, yl)
+    with pytest.raises(InputError, match="does not accept sample_weight"):
+        TrAdaBoost(KNeighborsClassifier(1)).fit(Xs, ys, Xl, yl)
+    with pytest.raises(InputError, match="yt has 3 labels for 20 samples"):
+        TrAdaBoost().fit(Xs, ys, Xl, yl[:3])
