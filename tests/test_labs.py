@@ -88,7 +88,7 @@ def test_imports_in_one_cell_at_the_top(path):
     """A later API change of the library is then a one-place fix per notebook."""
     notebook = nbformat.read(path, as_version=4)
     code = [cell.source for cell in notebook.cells if cell.cell_type == "code"]
-    project = re.compile(r"^(from|import) (common|cats_dogs|flowers|mmd|adaptation|segmentation)\b", re.M)
+    project = re.compile(r"^(from|import) (common|cats_dogs|flowers|mmd|adaptation|segmentation|digits|deploy)\b", re.M)
     assert project.search(code[0]), f"{path.name}: the first code cell imports no project package"
     later = [index for index, source in enumerate(code[1:], 1) if project.search(source)]
     assert not later, f"{path.name}: project imports outside the first code cell (code cells {later})"
