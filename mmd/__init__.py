@@ -1,4 +1,5 @@
-"""Maximum mean discrepancy and the MMD-based adaptation solvers TCA, JDA, BDA.
+"""Maximum mean discrepancy and the MMD-based adaptation solvers TCA, JDA, BDA,
+with the shallow instance-weighting and feature-alignment baselines beside them.
 
 Textbook section 12.3 as a library:
 
@@ -8,6 +9,12 @@ Textbook section 12.3 as a library:
 * `mmd.solvers`   - `TCA`, `JDA`, `BDA` scikit-learn estimators (eq. 10-20),
                     exact or Nystrom kernels
 * `mmd.eigensolvers` - eq. 20: exact (Cholesky + eigh) and warm-started iterative
+* `mmd.weighting` - `KMM`, `KLIEP`: instance weights of eq. 2 (12.2.3) for a
+                    wrapped classifier
+* `mmd.boosting`  - `TrAdaBoost`, with a few labelled target samples
+* `mmd.alignment` - `SA`, `CORAL`: closed-form feature alignment (eq. 1)
+* `mmd.scoring`   - label-free GridSearchCV scorers (prediction entropy,
+                    importance-weighted validation, soft neighbourhood density)
 * `mmd.data`      - Office-Caltech10 SURF loading and the published protocol
 * `mmd.benchmark` - CLI `python -m mmd.benchmark`, the 12-task table
 * `mmd.solver_timing` - CLI, the eq. 20 solvers timed on one fit's problems
@@ -22,6 +29,10 @@ _EXPORTS = {
     "make_kernel": "kernels", "linear_kernel": "kernels", "rbf_kernel": "kernels",
     "polynomial_kernel": "kernels", "multi_rbf_kernel": "kernels",
     "median_heuristic": "kernels",
+    "KMM": "weighting", "KLIEP": "weighting", "TrAdaBoost": "boosting",
+    "SA": "alignment", "CORAL": "alignment",
+    "prediction_entropy_scorer": "scoring", "importance_weighted_scorer": "scoring",
+    "soft_neighbourhood_density_scorer": "scoring",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -7,6 +7,14 @@ lambda = 1, T = 10, 1-NN) and prints accuracy (%) and seconds per task and
 the average; `--json PATH` writes the same numbers.  `nn` is the baseline
 without adaptation: scikit-learn's 1-NN on the protocol-normalised features.
 
+The other methods, on the same features and tasks (`mmd.weighting`,
+`mmd.alignment`): `nn-normalised`, 1-NN on the same rows scaled to unit L2
+norm as TCA / JDA / BDA scale them before their projection (so that the
+difference to TCA is the adaptation alone); `sa` (k = `--n-components`)
+and `coral` (lambda = 1) with 1-NN; `kmm` and `kliep`, instance weights
+for a LogisticRegression(max_iter=1000) (1-NN takes no sample weights),
+and `lr`, the same classifier without weights, their baseline.
+
 `--solver` picks how eq. 20 is solved: `iterative` (the default, warm-
 started), `exact` (Cholesky + full eigh at every iteration) or `scipy-eig`,
 a dense reference that follows the public numpy implementation's approach
@@ -37,7 +45,9 @@ from common.files import check_new_file  # noqa: E402
 from .data import DOMAINS, load_domain, parse_tasks  # noqa: E402
 from .validation import InputError  # noqa: E402
 
-METHODS = ("nn", "tca", "jda", "bda")
+METHODS = ("nn", "tca", "jda", "bda", "nn-normalised", "lr", "kmm", "kliep", "sa", "coral")
+#: methods without an eq. 20 solve (no --solver, no warm-up); see `run_simple`
+SIMPLE_METHODS = ("nn", "nn-normalised", "lr", "kmm", "kliep", "sa", "coral")
 SOLVER_CHOICES = ("iterative", "exact", "scipy-eig")
 
 #: average accuracy (%) over the 12 tasks reported in the JDA paper
@@ -118,18 +128,46 @@ def make_estimator(args, n_samples: int):
     return BDA(n_iter=args.n_iter, mu=args.mu, **common)
 
 
+def run_simple(method, Xs, ys, Xt, args):
+    """Target labels and extra information of the methods without eq. 20
+    (`SIMPLE_METHODS`)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.neighbors import KNeighborsClassifier
+
+    if method == "nn":
+        return KNeighborsClassifier(n_neighbors=1).fit(Xs, ys).predict(Xt), {}
+    if method == "nn-normalised":
+        from sklearn.preprocessing import normalize
+        return (KNeighborsClassifier(n_neighbors=1).fit(normalize(Xs), ys)
+                .predict(normalize(Xt))), {}
+    if method == "lr":
+        return LogisticRegression(max_iter=1000).fit(Xs, ys).predict(Xt), {}
+    if method in ("kmm", "kliep"):
+        from .weighting import KLIEP, KMM
+        est = (KMM() if method == "kmm" else KLIEP(random_state=args.seed)).fit(Xs, ys, Xt)
+        w = est.weights_
+        info = {"weights_min": round(float(w.min()), 4), "weights_max": round(float(w.max()), 4),
+                "weights_effective_n": round(float(w.sum() ** 2 / (w @ w)), 1)}
+        if method == "kliep":
+            info["sigma"] = round(float(est.sigma_), 4)
+        return est.predict(Xt), info
+    from .alignment import CORAL, SA
+    clf = None if args.classifier == "nn" else LogisticRegression(max_iter=1000)
+    est = SA(n_components=args.n_components, classifier=clf) if method == "sa" \
+        else CORAL(classifier=clf)
+    return est.fit(Xs, ys, Xt).predict(Xt), {}
+
+
 def run_task(task, data, args, solver):
     """Accuracy %, seconds (fit and prediction, not data loading), target
     labels and extra information of one task with one solver."""
-    from sklearn.neighbors import KNeighborsClassifier
-
     src, tgt = task.split("->")
     Xs, ys = data[src]
     Xt, yt = data[tgt]
     info = {}
     t0 = time.perf_counter()
-    if args.method == "nn":
-        pred = KNeighborsClassifier(n_neighbors=1).fit(Xs, ys).predict(Xt)
+    if args.method in SIMPLE_METHODS:
+        pred, info = run_simple(args.method, Xs, ys, Xt, args)
     elif solver == "scipy-eig":
         pred = dense_reference(Xs, ys, Xt, args.method, args.n_components, args.lambda_,
                                args.n_iter, args.mu, progress=_say if args.jobs == 1 else None)
@@ -158,7 +196,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m mmd.benchmark",
         description="Office-Caltech10 SURF benchmark (12 tasks) of 1-NN without adaptation, "
-                    "TCA, JDA and BDA, with the published protocol and settings.",
+                    "TCA, JDA and BDA, with the published protocol and settings; also 1-NN on "
+                    "unit-norm rows, LogisticRegression without and with KMM / KLIEP weights, "
+                    "SA and CORAL.",
         epilog="examples:\n"
                "  python -m mmd.benchmark --data-dir ../shared/data/office_caltech10_surf "
                "--method jda --json jda.json\n"
@@ -196,7 +236,11 @@ def build_parser() -> argparse.ArgumentParser:
                             "samples (capped at a task's ns + nt, where it is exact)")
     model.add_argument("--landmarks", default="uniform", choices=("uniform", "kmeans++"),
                        help="how the landmarks are drawn (uniform)")
-    model.add_argument("--seed", type=int, default=0, help="seed of the landmark draw (0)")
+    model.add_argument("--seed", type=int, default=0,
+                       help="seed of the landmark draw and of KLIEP's centres and folds (0)")
+    model.add_argument("--classifier", default="nn", choices=("nn", "lr"),
+                       help="classifier of sa and coral: nn, the protocol's 1-NN (default), or "
+                            "lr, LogisticRegression(max_iter=1000)")
     model.add_argument("--solver", default="iterative",
                        help="eq. 20 solver: iterative (default), exact, or scipy-eig (dense "
                             "reference, slow, primal only); a comma list runs each")
@@ -220,7 +264,7 @@ def _check_args(args):
     if bad or not solvers or len(set(solvers)) != len(solvers):
         raise InputError(f"--solver takes a comma list of {', '.join(SOLVER_CHOICES)} "
                          f"(each once); got {args.solver!r}")
-    if args.method == "nn":
+    if args.method in SIMPLE_METHODS:
         solvers = solvers[:1]
     if args.jobs is None:
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") \
@@ -237,7 +281,7 @@ def _check_args(args):
             raise InputError("--n-landmarks needs --kernel linear or rbf")
         if args.n_landmarks < 1:
             raise InputError(f"--n-landmarks must be >= 1, got {args.n_landmarks}")
-    if "scipy-eig" in solvers and (args.kernel != "primal" or args.method == "nn"):
+    if "scipy-eig" in solvers and (args.kernel != "primal" or args.method in SIMPLE_METHODS):
         raise InputError("--solver scipy-eig implements the primal TCA / JDA / BDA only")
     if not os.path.isdir(args.data_dir):
         raise InputError(f"--data-dir {args.data_dir!r} is not a folder; point it at the "
@@ -262,8 +306,13 @@ def main(argv=None) -> int:
         settings["gamma"] = args.gamma
     if args.n_landmarks is not None:
         settings.update(n_landmarks=args.n_landmarks, landmarks=args.landmarks, seed=args.seed)
-    desc = "no adaptation" if args.method == "nn" else \
+    desc = SIMPLE_DESCRIPTIONS.get(args.method) or \
         ", ".join(f"{k}={v}" for k, v in settings.items())
+    if args.method in ("sa", "coral"):
+        desc = desc.format(k=args.n_components, clf="1-NN" if args.classifier == "nn"
+                           else "LogisticRegression(max_iter=1000)")
+    elif args.method == "kliep":
+        desc = desc.format(seed=args.seed)
     _say(f"{args.method.upper()} on Office-Caltech10 SURF, {len(tasks)} task(s) ({desc}), "
          f"solver {', '.join(solvers)}, jobs={args.jobs}")
 
@@ -277,7 +326,11 @@ def main(argv=None) -> int:
             tf.config.threading.set_inter_op_parallelism_threads(args.jobs)
         except RuntimeError:  # TF already running (main() called in-process): share
             pass
-    if args.method != "nn" and "iterative" in solvers:
+        # and numpy's BLAS (SA, CORAL, KMM, ...): its threads on top of the
+        # concurrent tasks slowed a 150-sample KMM solve 20-fold
+        from threadpoolctl import threadpool_limits
+        threadpool_limits(limits=1, user_api="blas")
+    if args.method not in SIMPLE_METHODS and "iterative" in solvers:
         # compile the iterative solver's graphs before the clock starts (a
         # one-off per process; the time is printed, not hidden)
         from .eigensolvers import warm_up
@@ -330,6 +383,19 @@ def main(argv=None) -> int:
             raise InputError(f"cannot write {args.json}: {exc}") from None
         print(f"wrote {args.json}")
     return 0
+
+
+#: what the header line says for the methods without eq. 20
+SIMPLE_DESCRIPTIONS = {
+    "nn": "no adaptation",
+    "nn-normalised": "no adaptation, 1-NN on unit-L2-norm rows",
+    "lr": "no adaptation, LogisticRegression(max_iter=1000)",
+    "kmm": "KMM weights (RBF, median gamma, B=1000), LogisticRegression(max_iter=1000)",
+    "kliep": "KLIEP weights (100 target centres, sigma by 5-fold likelihood CV, seed={seed}), "
+             "LogisticRegression(max_iter=1000)",
+    "sa": "subspace alignment, k={k}, {clf}",
+    "coral": "CORAL, lambda=1, {clf}",
+}
 
 
 def _print_table(tasks, solvers, results, summary, wall, args):

@@ -4,6 +4,8 @@ Each method is checked against its defining equation and on a synthetic
 shift it is built to undo: a tilted signal subspace for SA, a per-feature
 rescaling for CORAL; plain 1-NN fails on both.
 """
+import os
+
 import numpy as np
 import pytest
 from sklearn.decomposition import PCA
@@ -151,3 +153,32 @@ def test_bad_input_is_one_line():
         CORAL(lambda_=0).fit(Xs, ys)
     with pytest.raises(InputError, match="n_components must be"):
         SA(n_components=0).fit(Xs, ys)
+
+
+DATA_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data",
+                        "office_caltech10_surf")
+
+
+@pytest.mark.skipif(not os.path.isdir(DATA_DIR), reason="Office-Caltech10 SURF not found")
+@pytest.mark.parametrize("method, expected", [
+    ("nn-normalised", {"W->D": 84.71, "D->W": 83.73}),
+    ("sa", {"W->D": 88.54, "D->W": 89.15}),
+    ("coral", {"W->D": 84.08, "D->W": 84.41}),
+])
+def test_benchmark_rows_on_the_two_small_tasks(method, expected):
+    # the per-task accuracies of mmd/README.md's table, through the
+    # benchmark's own run_simple (the command minus its TensorFlow set-up);
+    # one BLAS thread as the benchmark's concurrent tasks get (on the shared
+    # 2-core machine two threads made the 800 x 800 eigh ten times slower)
+    from threadpoolctl import threadpool_limits
+
+    from mmd import benchmark
+    from mmd.data import load_domain
+
+    args = benchmark.build_parser().parse_args(["--method", method])
+    data = {d: load_domain(DATA_DIR, d) for d in "WD"}
+    for task, acc in expected.items():
+        (Xs, ys), (Xt, yt) = data[task[0]], data[task[-1]]
+        with threadpool_limits(limits=1, user_api="blas"):
+            pred, _ = benchmark.run_simple(method, Xs, ys, Xt, args)
+        assert 100 * np.mean(pred == yt) == pytest.approx(acc, abs=0.005)

@@ -8,6 +8,8 @@ unweighted one on a shift where a linear model is misspecified (the case
 that reweighting is for).  TrAdaBoost: its weight update against the
 paper's formulas, and a source half of which follows another concept.
 """
+import os
+
 import numpy as np
 import pytest
 import scipy.optimize
@@ -244,3 +246,32 @@ def test_tradaboost_contract():
         TrAdaBoost(KNeighborsClassifier(1)).fit(Xs, ys, Xl, yl)
     with pytest.raises(InputError, match="yt has 3 labels for 20 samples"):
         TrAdaBoost().fit(Xs, ys, Xl, yl[:3])
+
+
+DATA_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data",
+                        "office_caltech10_surf")
+
+
+@pytest.mark.skipif(not os.path.isdir(DATA_DIR), reason="Office-Caltech10 SURF not found")
+@pytest.mark.parametrize("method, expected", [
+    ("lr", {"W->D": 87.26, "D->W": 79.32}),
+    ("kmm", {"W->D": 87.26, "D->W": 78.31}),
+    ("kliep", {"W->D": 87.26, "D->W": 79.32}),
+])
+def test_benchmark_rows_on_the_two_small_tasks(method, expected):
+    # the per-task accuracies of mmd/README.md's table, through the
+    # benchmark's own run_simple (the command minus its TensorFlow set-up);
+    # one BLAS thread as the benchmark's concurrent tasks get (on the shared
+    # 2-core machine two threads made the 800 x 800 eigh ten times slower)
+    from threadpoolctl import threadpool_limits
+
+    from mmd import benchmark
+    from mmd.data import load_domain
+
+    args = benchmark.build_parser().parse_args(["--method", method])
+    data = {d: load_domain(DATA_DIR, d) for d in "WD"}
+    for task, acc in expected.items():
+        (Xs, ys), (Xt, yt) = data[task[0]], data[task[-1]]
+        with threadpool_limits(limits=1, user_api="blas"):
+            pred, _ = benchmark.run_simple(method, Xs, ys, Xt, args)
+        assert 100 * np.mean(pred == yt) == pytest.approx(acc, abs=0.005)
