@@ -342,7 +342,10 @@ class Eq20Solver:
     defined: the constructor finds the rank from B's (or Pc Pc^T's)
     eigenvalues, those above dim * eps times the largest (rounding leaves the
     zero ones at about eps times the largest), and refuses
-    n_components > rank with an InputError that names it.  Beyond rank
+    n_components > rank with an InputError that names it and the problem's
+    `n_features` (the estimators pass their input's; default: the columns
+    of B or of Pc), in scikit-learn's wording "n_features = 1", which its
+    check_fit2d_1feature accepts for a one-feature fit that cannot work.  Beyond rank
     the answer does not exist: on B's null space S = lambda I (M's columns
     sum to zero), so any basis of it would do, and the labels would depend
     on which one rounding picked.
@@ -369,7 +372,7 @@ class Eq20Solver:
 
     def __init__(self, lambda_: float, n_components: int, B=None, Pc=None,
                  method: str = "iterative", tol: float = 1e-12, guard: int = 10,
-                 max_steps: int = 6):
+                 max_steps: int = 6, n_features: int | None = None):
         self.lambda_, self.k = float(lambda_), int(n_components)
         self.B, self.Pc = B, Pc
         self.method, self.tol, self.guard, self.max_steps = method, tol, guard, max_steps
@@ -386,10 +389,13 @@ class Eq20Solver:
         floor = dim * np.finfo(np.float64).eps * max(float(ev[0]), 0.0) if dim else 0.0
         self.rank = int(np.count_nonzero(ev.numpy() > floor)) if dim and floor > 0 else 0
         if self.k > self.rank:
+            if n_features is None:
+                n_features = int((B if Pc is None else Pc).shape[-1])
             raise InputError(
                 f"n_components={self.k} exceeds the rank {self.rank} of the centred scatter "
                 "X H X^T of eq. 20 (K H K with a kernel): duplicate samples, zero or constant "
-                f"features or a low-rank kernel leave {self.rank} directions with finite phi")
+                f"features or a low-rank kernel leave {self.rank} directions with finite phi "
+                f"(n_features = {int(n_features)})")
         self._range = (ev[:self.rank], V[:, :self.rank])
         self._Wt = None        # W^T (r, p), B = W W^T, built on the first iterative solve
         # the iterative method needs room for the 2m-dimensional search

@@ -403,10 +403,10 @@ class _MMDAdaptation(ClassifierMixin, TransformerMixin, BaseEstimator):
         mean = tf.reduce_mean(P, axis=0, keepdims=True)
         if n < p:   # fewer samples than dimensions: eq. 20 on the n x n Gram side
             eq20 = Eq20Solver(float(self.lambda_), k, Pc=P - mean, method=self.solver,
-                              tol=self.tol)
+                              tol=self.tol, n_features=Xs.shape[1])
         else:       # B = X H X^T, the scatter of the centred data
             eq20 = Eq20Solver(float(self.lambda_), k, B=centred_scatter(P, mean),
-                              method=self.solver, tol=self.tol)
+                              method=self.solver, tol=self.tol, n_features=Xs.shape[1])
 
         # TCA / mu = 0 / no target: one solve
         iterate = ys_codes is not None and mu > 0.0 and not own_target
