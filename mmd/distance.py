@@ -1,4 +1,5 @@
-"""Maximum mean discrepancy (eq. 4) and the kernel two-sample test.
+"""Maximum mean discrepancy (eq. 4, with the 1/n1, 1/n2 of the means the text omits:
+docs/textbook-errata.md, E1) and the kernel two-sample test.
 
 MMD(P, Q) = || E_P phi(x) - E_Q phi(y) ||_H, and squared it expands into
 kernel means only: E k(x, x') + E k(y, y') - 2 E k(x, y).  Three estimators

@@ -10,7 +10,9 @@ Two solvers, both in float64 TensorFlow:
   public numpy code does, returns complex and infinite eigenvalues when B is
   singular and costs a dense QZ iteration.)  With fewer samples than
   dimensions, B = Pc^T Pc has rank < n and the problem is solved on the
-  n x n matrix Pc S^-1 Pc^T instead (same non-zero spectrum).
+  n x n matrix Pc S^-1 Pc^T instead (same non-zero spectrum).  The
+  symmetry is that of X M X^T + lambda I and X H X^T, not of A (d x k),
+  which the text calls Hermitian (docs/textbook-errata.md, E8).
 
 * `Eq20Solver(..., method="iterative")` - the same eigenpairs, to a stated
   residual, for a *sequence* of problems that share B and differ only in M,

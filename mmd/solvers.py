@@ -4,16 +4,23 @@ Section 12.3 of the textbook, equation by equation:
 
 * eq. 11, marginal MMD matrix M0: 1/ns^2 on source-source, 1/nt^2 on
   target-target, -1/(ns nt) across.  M0 = e0 e0^T with
-  e0 = [1/ns ... 1/ns, -1/nt ... -1/nt].
+  e0 = [1/ns ... 1/ns, -1/nt ... -1/nt].  tr(A^T X M0 X^T A) is the squared
+  distance of the mapped means, the end of eq. 13's derivation (whose middle
+  lines misplace A^T ... A: E4).
 * eq. 12, conditional matrices Mc: the same construction restricted to the
   source samples of class c and the target samples pseudo-labelled c,
-  Mc = ec ec^T.
+  Mc = ec ec^T.  This is the MMD of the class-conditionals P(x|y=c); eq. 8
+  writes it as P(y|x) and the Bayes formula before it lacks P_t(x) (E2, E3).
 * eq. 10, M = (1 - mu) M0 + mu sum_c Mc; mu = 0.5 is JDA, any mu is BDA,
   mu = 0 (and no labels) is TCA.
-* eq. 15-18, minimise tr(A^T X M X^T A) + lambda ||A||_F^2 subject to the
-  scatter constraint A^T X H X^T A = I, H = I - (1/n) 1 1^T.
+* eq. 18, minimise tr(A^T X M X^T A) + lambda ||A||_F^2 subject to the
+  scatter constraint A^T X H X^T A = I, with X H X^T the scatter of eq. 15
+  and H = I - (1/n) 1 1^T, n = ns + nt (the text's H, eq. 16 and its "A is
+  Hermitian" are wrong: docs/textbook-errata.md, E6-E8).
 * eq. 20, the Lagrangian's stationarity condition, the generalised eigenproblem
-  (X M X^T + lambda I) A = X H X^T A Phi, keep the k smallest eigenvalues.
+  (X M X^T + lambda I) A = X H X^T A Phi (the text's Lagrangian eq. 19 is
+  misprinted: E9); A is the eigenvectors of the k smallest eigenvalues
+  (12.3.4's "first m eigenvalues": E10).
   With a kernel, X becomes the n x n kernel matrix K.
 * 12.3.3-12.3.4, the target pseudo labels come from a 1-NN classifier trained
   on the transformed source and are refined by iterating.
@@ -350,7 +357,7 @@ class _MMDAdaptation(ClassifierMixin, TransformerMixin, BaseEstimator):
         cross_val_score only the parameter is safe, see the module docstring).
 
         Without target samples (Xt neither here nor as a parameter) X is its
-        own target: there is no domain shift, the MMD term of eq. 15 is zero
+        own target: there is no domain shift, the MMD term of eq. 18 is zero
         (M = 0 in eq. 10), and eq. 20 reduces to lambda A = X H X^T A Phi,
         the k leading principal directions of the unit-norm samples, with
         1-NN in that space; one solve, nothing to iterate.  This is what a
@@ -507,7 +514,7 @@ _PARAMETERS = """
         it is an InputError naming the rank (`mmd.eigensolvers.Eq20Solver`).
     kernel : 'primal' (A acts on the features, the published setting),
         'linear' or 'rbf' (A acts on kernel values: "X becomes K").
-    lambda_ : float > 0, weight of the ||A||_F^2 regulariser of eq. 15; it is
+    lambda_ : float > 0, weight of the ||A||_F^2 regulariser of eq. 18; it is
         what makes X M X^T + lambda I positive definite.
     gamma : RBF bandwidth, a positive float or 'median' (heuristic).
     classifier : scikit-learn classifier used by `predict`; None = 1-NN.
@@ -532,7 +539,8 @@ _ATTRIBUTES = """
     n_features_in_, feature_names_in_ : as in scikit-learn.
     classes_ : the source classes (None when TCA is fitted without y).
     components_ : (d, k), (n, k) or (r, k) A of eq. 20, unit-norm columns.
-    eigenvalues_ : the k smallest eigenvalues Phi of eq. 20, ascending.
+    eigenvalues_ : the k smallest eigenvalues Phi of eq. 20, ascending
+        (components_ holds their eigenvectors; docs/textbook-errata.md, E10).
     pseudo_labels_ : target labels of the last iteration (labels of X
         itself when there was no target).
     accuracies_ : per-iteration target accuracy, when yt was passed.
