@@ -11,6 +11,8 @@ adabn          source-only, then the target's BatchNorm statistics (Li et al. 20
 coral          l_c + lambda * l_CORAL(f_s, f_t)          (Sun & Saenko 2016)
 dan            l_c + lambda * MK-MMD^2(f_s, f_t)         (eq. 21, Long et al. 2015)
 dann           l_c + l_d(D(R_lambda(f_s)), D(R_lambda(f_t)))  (eq. 22, Ganin & Lempitsky 2015)
+cdan           l_c + l_d(D(R_lambda(f) (x) g))  (Long et al. 2018; ``adaptation.cdan``)
+cdan+e         cdan with each sample's l_d weighted by 1 + exp(-H(g))
 =============  ==============================================================
 
 f is the bottleneck's output; R_lambda the gradient reversal layer. For the
@@ -61,6 +63,7 @@ from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 from adaptation import adabn
 from adaptation.coral import CorrelationAlignment
 from adaptation.dan import MultipleKernelMMD
+from adaptation.cdan import ConditionalAdversarialLoss, map_dim
 from adaptation.dann import DomainAdversarialLoss
 from adaptation.model import BOTTLENECK_UNITS, DISCRIMINATOR_UNITS, build_network, vector_encoder
 from adaptation.schedules import LAMBDA_SCHEDULES, LEARNING_RATE_SCHEDULES, AnnealedLearningRate, adaptation_weight
@@ -68,10 +71,12 @@ from common.loop import train_loop
 from mmd.distance import ESTIMATORS
 from mmd.validation import InputError
 
-METHODS = ("source-only", "adabn", "coral", "dan", "dann")
+METHODS = ("source-only", "adabn", "coral", "dan", "dann", "cdan", "cdan+e")
+#: the methods with a domain discriminator; CDAN's reads the multilinear map of features and predictions
+ADVERSARIAL = ("dann", "cdan", "cdan+e")
 #: lambda's schedule unless one is given: DANN's rising one for the adversarial
 #: loss (its paper), a constant weight for the discrepancies (DAN's and Deep CORAL's papers)
-DEFAULT_LAMBDA_SCHEDULE = {"dann": "dann", "dan": "constant", "coral": "constant"}
+DEFAULT_LAMBDA_SCHEDULE = {"dann": "dann", "cdan": "dann", "cdan+e": "dann", "dan": "constant", "coral": "constant"}
 
 
 def _check_int(value, name: str, minimum: int) -> int:
@@ -391,8 +396,11 @@ class DomainAdapter(ClassifierMixin, TransformerMixin, BaseEstimator):
         keras.utils.set_random_seed(settings["seed"])
         with self._scope():
             encoder = self._make_encoder(example_shape, settings)
+            conditional = settings["method"] in ("cdan", "cdan+e")
             network = build_network(encoder, n_classes, settings["bottleneck"], settings["discriminator_units"],
-                                    with_discriminator=settings["method"] == "dann")
+                                    with_discriminator=settings["method"] in ADVERSARIAL,
+                                    discriminator_inputs=map_dim(settings["bottleneck"], n_classes)
+                                    if conditional else None)
         rank = len(encoder.input_shape) - 1
         batches, source_size, target_size = self._training_batches(source, target, rank, n_classes, settings)
         steps_per_epoch = settings["steps_per_epoch"]
@@ -456,6 +464,11 @@ class DomainAdapter(ClassifierMixin, TransformerMixin, BaseEstimator):
         elif method == "coral":
             discrepancy = CorrelationAlignment()
         adversarial = DomainAdversarialLoss(network.discriminator) if method == "dann" else None
+        conditional = None
+        if method in ("cdan", "cdan+e"):
+            conditional = ConditionalAdversarialLoss(
+                network.discriminator, int(network.bottleneck.output_shape[-1]), network.num_classes,
+                entropy_conditioning=method == "cdan+e", seed=settings["seed"])
 
         def step(batch, progress):
             (source_x, source_y), target_x = batch
@@ -470,7 +483,11 @@ class DomainAdapter(ClassifierMixin, TransformerMixin, BaseEstimator):
                     both = network.features(tf.concat([source_x, target_x], axis=0), training=True)
                     count = tf.shape(source_x)[0]
                     source_features, target_features = both[:count], both[count:]
-                logits = network.classifier(source_features, training=True)
+                if conditional is not None:  # D is conditioned on the target's predictions too
+                    both_logits = network.classifier(both, training=True)
+                    logits = both_logits[:count]
+                else:
+                    logits = network.classifier(source_features, training=True)
                 per_example = tf.nn.sparse_softmax_cross_entropy_with_logits(
                     labels=tf.cast(source_y, tf.int32), logits=logits)
                 classification = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch)
@@ -486,6 +503,14 @@ class DomainAdapter(ClassifierMixin, TransformerMixin, BaseEstimator):
                     total = total + domain_loss
                     values["l_d"] = domain_loss * replicas
                     values["discriminator_accuracy"] = domain_accuracy
+                if conditional is not None:
+                    domain_loss, domain_accuracy = conditional(
+                        source_features, target_features, logits, both_logits[count:], weight, training=True,
+                        global_batch_size=2 * global_batch,
+                    )
+                    total = total + domain_loss
+                    values["l_d"] = domain_loss * replicas
+                    values["discriminator_accuracy"] = domain_accuracy
             gradients = tape.gradient(total, variables)
             start = 0
             for optimizer, group in groups:
@@ -493,7 +518,7 @@ class DomainAdapter(ClassifierMixin, TransformerMixin, BaseEstimator):
                 start += len(group)
             correct = tf.equal(tf.argmax(logits, axis=-1, output_type=tf.int32), tf.cast(source_y, tf.int32))
             values = {"l_c": classification * replicas, **values}
-            if discrepancy is not None or adversarial is not None:
+            if discrepancy is not None or adversarial is not None or conditional is not None:
                 values["lambda"] = weight
             return {
                 **values,

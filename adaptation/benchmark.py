@@ -7,7 +7,7 @@ For each direction (flower_photos -> flower17 and back) and each seed, the
 source is split as in ``adaptation.train`` (10 % per class held out, seeded)
 and every method is trained on the same frozen backbone features:
 
-* source-only, AdaBN, Deep CORAL, DAN, DANN: ``adaptation.train``'s network and
+* source-only, AdaBN, Deep CORAL, DAN, DANN, CDAN, CDAN+E: ``adaptation.train``'s network and
   settings (the same for all, fixed in advance), on the source's and the
   target's fixed views, each target image predicted as the mean of its
   views' predictions; source-only and AdaBN are one training run, scored
@@ -54,10 +54,10 @@ from common.errors import UserError, main_guard
 from common.training import set_seed
 from common.files import check_new_file
 
-METHODS = ("source-only", "adabn", "coral", "tca", "jda", "dan", "dann")
+METHODS = ("source-only", "adabn", "coral", "tca", "jda", "dan", "dann", "cdan", "cdan+e")
 #: extra rows on request (--methods): a trained CORAL / DAN / DANN network predicting the target with the
 #: target's own BatchNorm statistics (AdaBN on top; no more training, the same lambda)
-WITH_ADABN = ("coral+adabn", "dan+adabn", "dann+adabn")
+WITH_ADABN = ("coral+adabn", "dan+adabn", "dann+adabn", "cdan+adabn", "cdan+e+adabn")
 DIRECTIONS = ("flower_photos->flower17", "flower17->flower_photos")
 
 
@@ -190,7 +190,8 @@ def main(argv=None) -> list[dict]:
                       f"({outcome['seconds']:.0f} s)", flush=True)
             # one "adabn" training serves both rows: source statistics = source-only, target statistics = AdaBN
             deep = ["adabn"] if {"source-only", "adabn"} & set(args.methods) else []
-            deep += [m for m in ("coral", "dan", "dann") if m in args.methods or f"{m}+adabn" in args.methods]
+            deep += [m for m in ("coral", "dan", "dann", "cdan", "cdan+e")
+                     if m in args.methods or f"{m}+adabn" in args.methods]
             for method in deep:
                 outcome = deep_run(args, method, pair, prepared, seed)
                 for name, accuracy in outcome["scores"].items():

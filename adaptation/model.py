@@ -107,12 +107,15 @@ class AdaptationNetwork:
 
 def build_network(encoder: keras.Model, num_classes: int, bottleneck: int = BOTTLENECK_UNITS,
                   discriminator_units=DISCRIMINATOR_UNITS, with_discriminator: bool = False,
-                  pretrained_encoder: bool = False) -> AdaptationNetwork:
+                  pretrained_encoder: bool = False, discriminator_inputs: int | None = None) -> AdaptationNetwork:
+    """``discriminator_inputs``: D's input size when it reads more than the bottleneck (CDAN's
+    multilinear map, ``adaptation.cdan.map_dim``); None: the bottleneck's width (DANN)."""
     encoded = int(encoder.output_shape[-1])
     return AdaptationNetwork(
         encoder=encoder,
         bottleneck=build_bottleneck(encoded, bottleneck),
         classifier=build_classifier(bottleneck, num_classes),
-        discriminator=build_discriminator(bottleneck, discriminator_units) if with_discriminator else None,
+        discriminator=build_discriminator(discriminator_inputs or bottleneck, discriminator_units)
+        if with_discriminator else None,
         pretrained_encoder=pretrained_encoder,
     )

@@ -55,7 +55,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from adaptation.adapter import DEFAULT_LAMBDA_SCHEDULE, METHODS, DomainAdapter
+from adaptation.adapter import ADVERSARIAL, DEFAULT_LAMBDA_SCHEDULE, METHODS, DomainAdapter
 from adaptation.data import COLLECTIONS, load_pair
 from adaptation.features import VIEWS, FrozenFeatures
 from adaptation.measures import domain_mmd2, proxy_a_distance
@@ -215,7 +215,7 @@ def prepare_frozen(args, pair, train_rows, validation_rows):
         "before_target": target.features["original"],
         "feature_seconds": time.perf_counter() - started,
         "frozen": features,
-        "trained": f"bottleneck, classifier{' and discriminator' if args.method == 'dann' else ''} on frozen "
+        "trained": f"bottleneck, classifier{' and discriminator' if args.method in ADVERSARIAL else ''} on frozen "
                    f"{args.backbone} features ({len(views)} views: {', '.join(views)})",
     }
 
@@ -277,7 +277,7 @@ def prepare_images(args, pair, train_rows, validation_rows):
         "feature_seconds": time.perf_counter() - started,
         "frozen": None,
         "trained": f"{args.backbone} from layer {base.layers[min(first, len(base.layers) - 1)].name} on, bottleneck, "
-                   f"classifier{' and discriminator' if args.method == 'dann' else ''}, on images",
+                   f"classifier{' and discriminator' if args.method in ADVERSARIAL else ''}, on images",
     }
 
 
