@@ -1,4 +1,6 @@
 """Label-free model selection scorers (mmd.scoring) in GridSearchCV."""
+import os
+
 import numpy as np
 import pytest
 from scipy.stats import norm
@@ -145,3 +147,28 @@ def test_a_missing_target_is_one_line():
         importance_weighted_scorer(Xt=Xt)(est, Xs)
     with pytest.raises(InputError, match="features must be"):
         soft_neighbourhood_density_scorer(Xt=Xt, features="x")(est, Xs)
+
+
+DATA_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data",
+                        "office_caltech10_surf")
+
+
+@pytest.mark.skipif(not os.path.isdir(DATA_DIR), reason="Office-Caltech10 SURF not found")
+def test_command_picks_k_on_one_task(capsys):
+    from mmd import scoring
+
+    assert scoring.main(["--data-dir", DATA_DIR, "--tasks", "W->D", "--grid", "10,100"]) == 0
+    out = capsys.readouterr().out
+    row = next(line.split() for line in out.splitlines() if line.startswith("W->D"))
+    # SA + LR target accuracies of mmd/README.md for k = 10 and k = 100
+    assert row[1:3] == ["53.50", "78.34"]
+    assert all(pick in ("k=10", "k=100") for pick in row[3:7])
+
+
+def test_command_bad_grid_is_one_line(capsys):
+    from mmd import scoring
+
+    with pytest.raises(SystemExit) as exit_info:
+        scoring.main(["--data-dir", ".", "--grid", "1,x"])
+    assert exit_info.value.code == 2
+    assert "error: --grid takes a comma list of integers" in capsys.readouterr().err
