@@ -46,7 +46,7 @@ def test_bad_numbers_are_one_line_and_exit_status_2(module, argv, message, capsy
 
 
 @pytest.mark.parametrize("module, argv, message", [
-    ("common.benchmark", ["--data-dir", "x", "--repeats", "0"], "--repeats"),          # was a ZeroDivisionError
+    ("common.extraction_speed", ["--data-dir", "x", "--repeats", "0"], "--repeats"),          # was a ZeroDivisionError
     ("segmentation.evaluate", ["some-run", "--batch-size", "0"], "--batch-size must be at least 1"),  # was a ValueError
 ])
 def test_more_bad_numbers_are_refused_before_anything_runs(module, argv, message, capsys):

@@ -1,6 +1,6 @@
 """Benchmark bottleneck-feature extraction: bare network, full pipeline, cached rerun.
 
-    python -m common.benchmark --data-dir ../shared/data/cats_and_dogs_filtered/validation \\
+    python -m common.extraction_speed --data-dir ../shared/data/cats_and_dogs_filtered/validation \\
         --backbone vgg16 --weights none --image-size 150 --limit 512
 
 Three numbers on the same images:
