@@ -28,7 +28,7 @@ def get_statistics(layers) -> list[tuple[np.ndarray, np.ndarray]]:
 
 
 def set_statistics(layers, statistics) -> None:
-    for layer, (mean, variance) in zip(layers, statistics):
+    for layer, (mean, variance) in zip(layers, statistics, strict=False):
         layer.moving_mean.assign(mean)
         layer.moving_variance.assign(variance)
 
@@ -53,7 +53,7 @@ def estimate_statistics(forward, layers, batches) -> list[tuple[np.ndarray, np.n
                 layer.momentum = index / (index + 1.0)
             forward(batch)
     finally:
-        for layer, (momentum, trainable) in zip(layers, saved):
+        for layer, (momentum, trainable) in zip(layers, saved, strict=False):
             layer.momentum = momentum
             layer.trainable = trainable
     return get_statistics(layers)

@@ -61,9 +61,9 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from adaptation import adabn
+from adaptation.cdan import ConditionalAdversarialLoss, map_dim
 from adaptation.coral import CorrelationAlignment
 from adaptation.dan import MultipleKernelMMD
-from adaptation.cdan import ConditionalAdversarialLoss, map_dim
 from adaptation.dann import DomainAdversarialLoss
 from adaptation.model import BOTTLENECK_UNITS, DISCRIMINATOR_UNITS, build_network, vector_encoder
 from adaptation.schedules import LAMBDA_SCHEDULES, LEARNING_RATE_SCHEDULES, AnnealedLearningRate, adaptation_weight

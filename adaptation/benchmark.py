@@ -46,13 +46,20 @@ from adaptation.adapter import DEFAULT_LAMBDA_SCHEDULE
 from adaptation.data import load_pair
 from adaptation.features import VIEWS
 from adaptation.selection import TRADE_OFF_GRID, select_by_entropy
-from adaptation.train import (VALIDATION_FRACTION, check_trade_off, check_views, predict_views, prepare_frozen,
-                              trade_off_candidates, train_once)
+from adaptation.train import (
+    VALIDATION_FRACTION,
+    check_trade_off,
+    check_views,
+    predict_views,
+    prepare_frozen,
+    trade_off_candidates,
+    train_once,
+)
 from common import cli
 from common.data import split_per_class
 from common.errors import UserError, main_guard
-from common.training import set_seed
 from common.files import check_new_file
+from common.training import set_seed
 
 METHODS = ("source-only", "adabn", "coral", "tca", "jda", "dan", "dann", "cdan", "cdan+e")
 #: extra rows on request (--methods): a trained CORAL / DAN / DANN network predicting the target with the

@@ -101,7 +101,7 @@ def load_flower17(data_dir) -> ImageFolder:
         warn_skipped(skipped)
     labels = np.asarray(labels, dtype=np.int32)
     counts = np.bincount(labels, minlength=len(SHARED_FLOWERS))
-    empty = [name for name, count in zip(SHARED_FLOWERS, counts) if count == 0]
+    empty = [name for name, count in zip(SHARED_FLOWERS, counts, strict=False) if count == 0]
     if empty:
         raise UserError(f"flower17 folder {images} holds no readable image of {', '.join(empty)}")
     return ImageFolder(images, list(SHARED_FLOWERS), paths, labels, skipped)

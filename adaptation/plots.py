@@ -38,7 +38,7 @@ def plot_steps(steps: list[dict], path, title: str = "") -> Path:
     figure, axes = plt.subplots(1, len(STEP_PANELS), figsize=(18, 4))
     numbers = [row["step"] for row in steps]
     window = max(1, len(steps) // 50)
-    for axis, (label, keys) in zip(axes, STEP_PANELS):
+    for axis, (label, keys) in zip(axes, STEP_PANELS, strict=False):
         for key in keys:
             if not steps or key not in steps[0]:
                 continue
@@ -86,7 +86,7 @@ def plot_features(panels: list[tuple[str, np.ndarray, np.ndarray]], source_label
     target_rows = balanced_rows(len(target_labels), per_domain, seed + 1)
     figure, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 5.5), squeeze=False)
     colours = plt.get_cmap("tab10")
-    for axis, (name, source, target) in zip(axes[0], panels):
+    for axis, (name, source, target) in zip(axes[0], panels, strict=False):
         points = embed(np.concatenate([source[source_rows], target[target_rows]]).astype(np.float64), method, seed)
         split = len(source_rows)
         for label, class_name in enumerate(class_names):

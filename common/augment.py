@@ -209,7 +209,8 @@ class Augmenter:
         return with_seeds(dataset, self.seed, stream).map(augment, num_parallel_calls=tf.data.AUTOTUNE)
 
     def _draw(self, batch, seed=None) -> dict:
-        """Every enabled parameter for ``batch`` images, each from its own stream of one seed (by default the generator's next)."""
+        """Every enabled parameter for ``batch`` images, each from its own stream of one seed
+        (by default the generator's next)."""
         import tensorflow as tf
 
         if seed is None:
@@ -365,7 +366,7 @@ def _contact_sheet(original, augmented, path: Path) -> None:
     figure, axes = plt.subplots(rows, columns, figsize=(2 * columns, 2 * rows), squeeze=False)
     for axis in axes.flat:
         axis.axis("off")
-    for axis, picture, title in zip(axes.flat, pictures, ["original"] + [str(i) for i in range(len(augmented))]):
+    for axis, picture, title in zip(axes.flat, pictures, ["original"] + [str(i) for i in range(len(augmented))], strict=False):
         axis.imshow(picture)
         axis.set_title(title, fontsize=8)
     figure.tight_layout()

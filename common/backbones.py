@@ -127,7 +127,8 @@ def build_base(name: str, weights: str = "imagenet", image_size: int | None = No
     path = Path(weights).expanduser()
     if not path.is_file():
         raise UserError(
-            f"weights file {path} {'is a folder' if path.is_dir() else 'does not exist'}; use --weights imagenet, none, or a path to "
+            f"weights file {path} {'is a folder' if path.is_dir() else 'does not exist'}; "
+            "use --weights imagenet, none, or a path to "
             f"a {name} no-top weights file such as {spec.weights_file}"
         )
     try:

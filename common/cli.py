@@ -10,8 +10,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from common.distribute import add_distribute_arguments
 from common.backbones import BACKBONES, UNFREEZE_FROM, get_spec
+from common.distribute import add_distribute_arguments
 
 DEFAULT_CACHE_DIR = "data/cache/features"
 

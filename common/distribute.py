@@ -365,7 +365,7 @@ def _fit_replicated(model, train, epochs, steps_per_epoch, validation, callbacks
             if model.losses:
                 loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
         gradients = tape.gradient(loss, model.trainable_variables)
-        model.optimizer.apply_gradients(zip(gradients, model.trainable_variables))
+        model.optimizer.apply_gradients(zip(gradients, model.trainable_variables, strict=False))
         return {"loss": local_mean(per_example), "accuracy": accuracy(labels, predictions)}
 
     callback_list = keras.callbacks.CallbackList(list(callbacks), model=model, add_history=True,

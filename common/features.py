@@ -236,7 +236,7 @@ def extract_features(
         try:
             for batch_number, (images, indices) in enumerate(dataset):
                 output = forward(images).numpy()
-                for index, feature in zip(indices.numpy(), output):
+                for index, feature in zip(indices.numpy(), output, strict=False):
                     key = keys[int(index)]
                     computed[key] = feature
                     pending_keys.append(key)

@@ -148,7 +148,7 @@ def predict_images(run_dir, images, k: int = 5) -> list[dict]:
         raise UserError("; ".join(problems))
     probabilities = model.predict(np.stack(pixels), batch_size=32, verbose=0)
     results = []
-    for image, vector in zip(readable, probabilities):
+    for image, vector in zip(readable, probabilities, strict=False):
         ranked = top_k(vector, class_names, k=len(class_names))
         results.append({
             "image": image,

@@ -33,7 +33,7 @@ def label_metrics(y_true, predicted, class_names: list[str]) -> dict:
     return {
         "val_accuracy": float(accuracy_score(y_true, predicted)),
         "per_class_accuracy": {
-            name: (None if np.isnan(value) else float(value)) for name, value in zip(class_names, recall)
+            name: (None if np.isnan(value) else float(value)) for name, value in zip(class_names, recall, strict=False)
         },
         "confusion_matrix": confusion_matrix(y_true, predicted, labels=labels).tolist(),
         "class_names": list(class_names),
@@ -146,7 +146,7 @@ def write_history(path, history: dict[str, list]) -> Path:
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["epoch", *keys])
-        for epoch, row in zip(epochs, zip(*(history[key] for key in keys))):
+        for epoch, row in zip(epochs, zip(*(history[key] for key in keys), strict=False), strict=False):
             writer.writerow([epoch, *row])
     return Path(path)
 

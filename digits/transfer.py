@@ -22,7 +22,6 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import csv
-import json
 import time
 
 import numpy as np
@@ -169,7 +168,7 @@ def plot(per_k: dict, source_accuracy: float, path) -> None:
     curves = {"scratch": [m["target_scratch_accuracy"] for m in per_k.values()],
               "frozen copy": [m["target_transfer_accuracy"]["frozen"] for m in per_k.values()],
               "fine-tuned copy": [m["target_transfer_accuracy"]["finetuned"] for m in per_k.values()]}
-    for (label, values), key in zip(curves.items(), VARIANTS):
+    for (label, values), key in zip(curves.items(), VARIANTS, strict=False):
         spread = [m["std"][key] for m in per_k.values()]
         axis.errorbar(ks, values, yerr=spread, marker="o", capsize=3, label=label)
     axis.axhline(source_accuracy, color="grey", linestyle=":", label="source model on S")

@@ -182,7 +182,7 @@ def pretrained(args, start) -> dict:
     axis.legend()
     save_figure(figure, run_dir / "transferability.png", title="12.4.1 on a pretrained network")
     print("frozen blocks   accuracy   trainable weights")
-    for n, acc, weights in zip(result["frozen_blocks"], result["accuracy"], result["trainable_weights"]):
+    for n, acc, weights in zip(result["frozen_blocks"], result["accuracy"], result["trainable_weights"], strict=False):
         print(f"{n:>13}   {acc:8.3f}   {weights:>17,}")
     print(f"wrote {run_dir}/ (metrics.json, transferability.png, config.json) in {metrics['seconds']:.0f} s")
     return metrics

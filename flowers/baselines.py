@@ -53,7 +53,8 @@ def parse_args(argv=None):
     )
     data.add_argument("--output-dir", default=None, help=f"this run's folder (default: a new {OUTPUT_PARENT}/baselines-<time>/)")
     data.add_argument(
-        "--deep-run", default=None, help=f"flowers.train run folder for the deep-transfer row (default: the newest {OUTPUT_PARENT}/train-*)"
+        "--deep-run", default=None,
+        help=f"flowers.train run folder for the deep-transfer row (default: the newest {OUTPUT_PARENT}/train-*)"
     )
     svm = parser.add_argument_group("SVM on handcrafted features")
     svm.add_argument("--svm-c", type=float, default=10.0, help="SVM regularisation C (default: 10)")

@@ -99,7 +99,8 @@ def prepare(source, out, validation_per_class: int = VALIDATION_PER_CLASS, seed:
     source, out = Path(source), Path(out)
     check_apart(out, source)
     folder = load_image_folder(source, description="flower photo folder")
-    train_index, validation_index = split_per_class(folder.labels, validation_per_class, seed=seed, class_names=folder.class_names)
+    train_index, validation_index = split_per_class(folder.labels, validation_per_class, seed=seed,
+                                                    class_names=folder.class_names)
     plan = {
         "validation": [folder.paths[i] for i in validation_index],
         "train": [folder.paths[i] for i in train_index],

@@ -53,13 +53,12 @@ from common import cli, distribute
 from common.augment import random_crop_flip_turn
 from common.backbones import build_base, build_model, freeze_below, layer_index, weights_fingerprint
 from common.data import make_dataset
-from common.errors import UserError, main_guard
 from common.distribute import arrays_dataset, global_batch_mean, local_mean
+from common.errors import UserError, main_guard
 from common.features import FeatureCache, add_shard_argument, cache_namespace, extract_features, report_shard
 from common.loop import train_loop
 from common.predict import MODEL_FILE, write_labels
-from common.reports import (classification_metrics, finish_run, predictions_and_losses, print_summary, pyplot,
-                            save_figure)
+from common.reports import classification_metrics, finish_run, predictions_and_losses, print_summary, pyplot, save_figure
 from common.training import SCHEDULES, learning_rate, save_config, set_seed, tensorboard_for_loop
 from flowers.data import DEFAULT_DATA_DIR, OUTPUT_PARENT, PreparedFlowers, load_prepared
 from flowers.table2 import row_from_metrics, write_table2
@@ -280,7 +279,7 @@ def make_train_step(model: keras.Model, optimizer):
             per_example = keras.losses.sparse_categorical_crossentropy(labels, probabilities)
             loss = global_batch_mean(per_example)  # the batch mean; under --distribute, over the global batch
         gradients = tape.gradient(loss, model.trainable_variables)
-        optimizer.apply_gradients(zip(gradients, model.trainable_variables))
+        optimizer.apply_gradients(zip(gradients, model.trainable_variables, strict=False))
         correct = tf.equal(tf.argmax(probabilities, axis=-1, output_type=tf.int32), labels)
         return local_mean(per_example), local_mean(correct)
 
@@ -353,7 +352,7 @@ def fit_on_vectors(model, optimizer, x, y, x_val, y_val, *, epochs, batch_size, 
     batches, epoch_ends = [], []
     for epoch in range(epochs):
         losses, accuracies = (t.numpy() for t in run_epoch(tf.constant(shuffler.permutation(samples), tf.int32)))
-        batches.extend(zip(losses.tolist(), accuracies.tolist()))
+        batches.extend(zip(losses.tolist(), accuracies.tolist(), strict=False))
         epoch_ends.append(len(batches))
         probabilities, val_losses = (t.numpy() for t in validate())
         scores = {"loss": float(losses.mean()), "accuracy": float(accuracies.mean()),
@@ -393,7 +392,7 @@ def fit_on_vectors_replicated(model, optimizer, x, y, x_val, y_val, *, epochs, b
             board.on_epoch_end(epoch - 1, {"loss": row["loss"], "accuracy": row["accuracy"], **scores})
         return scores
 
-    log = train_loop(lambda batch, progress: dict(zip(("loss", "accuracy"), train_step(*batch))), batches,
+    log = train_loop(lambda batch, progress: dict(zip(("loss", "accuracy"), train_step(*batch), strict=False)), batches,
                      epochs=epochs, steps_per_epoch=iterations(len(x), batch_size, 1), on_epoch_end=validate,
                      description="stage 2", strategy=distribution.strategy)
     history = {key: [row[key] for row in log.epochs] for key in ("loss", "accuracy", "val_loss", "val_accuracy")}
@@ -515,7 +514,7 @@ def fine_tune(args, data: PreparedFlowers, bottlenecks: Bottlenecks, base, cut, 
         return scores
 
     log = train_loop(
-        lambda batch, progress: dict(zip(("loss", "accuracy"), train_step(*batch))),
+        lambda batch, progress: dict(zip(("loss", "accuracy"), train_step(*batch), strict=False)),
         batches, epochs=args.finetune_epochs, steps_per_epoch=steps, on_epoch_end=validate, description="stage 3",
         strategy=None if distribution.name == "none" else distribution.strategy,
     )
@@ -563,7 +562,7 @@ def plot_against_iterations(rows: list[dict], history: dict, run_dir: Path) -> N
     """The textbook's figures 4 and 5: accuracy and loss against training iterations."""
     plt = pyplot()
     iteration = np.array([row["iteration"] for row in rows])
-    starts = [row["iteration"] - 1 for previous, row in zip(rows, rows[1:]) if row["stage"] != previous["stage"]]
+    starts = [row["iteration"] - 1 for previous, row in zip(rows, rows[1:], strict=False) if row["stage"] != previous["stage"]]
     for metric in ("accuracy", "loss"):
         values = np.array([row[f"batch_{metric}"] for row in rows], dtype=float)
         figure, axis = plt.subplots(figsize=(7, 4))

@@ -94,7 +94,7 @@ validation_paths, validation_labels = first_per_class(validation_folder, PER_CLA
 print(f"classes {train_folder.class_names}: {len(train_paths)} training, {len(validation_paths)} validation photos")
 
 figure, axes = plt.subplots(1, 6, figsize=(12, 2.4))
-for axis, index in zip(axes, [0, 1, 2, -1, -2, -3]):
+for axis, index in zip(axes, [0, 1, 2, -1, -2, -3], strict=False):
     axis.imshow(Image.open(train_paths[index]))
     axis.set_title(train_folder.class_names[train_labels[index]])
     axis.axis("off")
@@ -123,7 +123,7 @@ cat = np.asarray(Image.open(train_paths[0]).convert("RGB"), dtype=np.float32)
 views = np.asarray(augmenter(np.repeat(cat[None], 11, axis=0), training=True))
 
 figure, axes = plt.subplots(2, 6, figsize=(12, 4.4))
-for axis, picture, title in zip(axes.flat, [cat, *views], ["original"] + [f"view {i}" for i in range(11)]):
+for axis, picture, title in zip(axes.flat, [cat, *views], ["original"] + [f"view {i}" for i in range(11)], strict=False):
     axis.imshow(np.clip(picture, 0, 255).astype("uint8"))
     axis.set_title(title)
     axis.axis("off")

@@ -117,7 +117,7 @@ print(f"{len(train_index)} training originals -> {len(train_paths)} with their v
       f"{len(validation_paths)} validation photos")
 
 figure, axes = plt.subplots(1, 3, figsize=(8, 2.8))
-for axis, path, title in zip(axes, train_paths[:3], ["original", "mirror", "rotated 90°"]):
+for axis, path, title in zip(axes, train_paths[:3], ["original", "mirror", "rotated 90°"], strict=False):
     axis.imshow(Image.open(path))
     axis.set_title(title)
     axis.axis("off")
@@ -186,7 +186,7 @@ plt.show()
 predicted = head.predict(x_validation, verbose=0).argmax(axis=1)
 matrix = confusion_matrix(y_validation, predicted, labels=range(folder.num_classes))
 stage2_rates = 100 * matrix.diagonal() / matrix.sum(axis=1)
-print("stage 2, per class (%):", {name: round(float(r), 2) for name, r in zip(folder.class_names, stage2_rates)},
+print("stage 2, per class (%):", {name: round(float(r), 2) for name, r in zip(folder.class_names, stage2_rates, strict=False)},
       f"average {stage2_rates.mean():.2f}")
 
 positions = np.arange(folder.num_classes)
@@ -217,7 +217,7 @@ stage3_predicted = model.predict(validation, verbose=0).argmax(axis=1)
 stage3_matrix = confusion_matrix(validation_labels, stage3_predicted, labels=range(folder.num_classes))
 stage3_rates = 100 * stage3_matrix.diagonal() / stage3_matrix.sum(axis=1)
 print(f"stage 3 ({FINETUNE_EPOCHS} epoch, {time.perf_counter() - start:.1f} s): per class (%)",
-      {name: round(float(r), 2) for name, r in zip(folder.class_names, stage3_rates)},
+      {name: round(float(r), 2) for name, r in zip(folder.class_names, stage3_rates, strict=False)},
       f"average {stage3_rates.mean():.2f}")
 
 # %% [markdown]

@@ -98,7 +98,7 @@ print(f"{len(train_paths)} training, {len(validation_paths)} validation photos; 
       f"first validation photo {Path(validation_paths[0]).name}")
 
 figure, axes = plt.subplots(1, 6, figsize=(12, 2.4))
-for axis, index in zip(axes, [0, 1, 2, -1, -2, -3]):
+for axis, index in zip(axes, [0, 1, 2, -1, -2, -3], strict=False):
     axis.imshow(cv2.cvtColor(cv2.imread(train_paths[index]), cv2.COLOR_BGR2RGB))
     axis.set_title(f"class {CLASSES[train_labels[index]]}")
     axis.axis("off")

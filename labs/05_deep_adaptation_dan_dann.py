@@ -166,7 +166,7 @@ def train(method, lam=1.0, steps=STEPS, seed=0):
                 else:
                     extra, _ = adversarial(f_s, f_t, weight=weight, training=True)
                     loss += extra
-        optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables, strict=False))
         return loss, extra
 
     rng = np.random.default_rng(seed)

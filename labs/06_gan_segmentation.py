@@ -154,8 +154,8 @@ def make_step(generator_optimizer, discriminator_optimizer):
             pixel = tf.reduce_mean(pixel_loss(masks, probabilities))
             g_loss = adversarial + BETA * pixel
         g_variables, d_variables = generator.trainable_variables, discriminator.trainable_variables
-        generator_optimizer.apply_gradients(zip(g_tape.gradient(g_loss, g_variables), g_variables))
-        discriminator_optimizer.apply_gradients(zip(d_tape.gradient(d_loss, d_variables), d_variables))
+        generator_optimizer.apply_gradients(zip(g_tape.gradient(g_loss, g_variables), g_variables, strict=False))
+        discriminator_optimizer.apply_gradients(zip(d_tape.gradient(d_loss, d_variables), d_variables, strict=False))
         return pixel, adversarial, d_loss
 
     return step
@@ -308,7 +308,7 @@ print([f"{count:,}" for count in trainable_by_depth], f"L1 of an all-background 
 
 # %% tags=["check"]
 assert trainable_by_depth[0] == 0, "depth 0 freezes the whole encoder"
-assert all(a < b for a, b in zip(trainable_by_depth, trainable_by_depth[1:])), "each block adds weights"
+assert all(a < b for a, b in zip(trainable_by_depth, trainable_by_depth[1:], strict=False)), "each block adds weights"
 assert trainable_by_depth[-1] == sum(int(np.prod(w.shape)) for layer in base.layers[1:]
                                      if not isinstance(layer, keras.layers.BatchNormalization) for w in layer.weights)
 assert np.isclose(l1_all_background, float(tf.reduce_mean(y_fit))), (

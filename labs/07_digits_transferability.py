@@ -73,7 +73,7 @@ B = data.task(x, y, range(5, 10), limit=LIMIT)
 print(f"A {A.classes}: {len(A.y_train)} training, {len(A.y_test)} test images; "
       f"B {B.classes}: {len(B.y_train)} training, {len(B.y_test)} test images")
 figure, axes = plt.subplots(2, 5, figsize=(8, 3.4))
-for axis, (task, code) in zip(axes.ravel(), [(A, c) for c in range(5)] + [(B, c) for c in range(5)]):
+for axis, (task, code) in zip(axes.ravel(), [(A, c) for c in range(5)] + [(B, c) for c in range(5)], strict=False):
     axis.imshow(task.x_train[np.flatnonzero(task.y_train == code)[0], ..., 0], cmap="gray_r")
     axis.set_title(f"digit {task.classes[code]}")
     axis.axis("off")

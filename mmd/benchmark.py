@@ -253,7 +253,7 @@ def _gamma(text):
     try:
         return float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"gamma must be a number or 'median', got {text!r}")
+        raise argparse.ArgumentTypeError(f"gamma must be a number or 'median', got {text!r}") from None
 
 
 def _check_args(args):

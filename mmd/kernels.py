@@ -147,7 +147,7 @@ def multi_rbf_kernel(X, Y=None, gammas=(0.25, 0.5, 1.0, 2.0, 4.0), weights=None)
     if any(w < 0 for w in weights):
         raise InputError("multi-kernel weights must be non-negative")
     d2 = squared_distances(X, Y)
-    return tf.add_n([w * tf.exp(-g * d2) for g, w in zip(gammas, weights)])
+    return tf.add_n([w * tf.exp(-g * d2) for g, w in zip(gammas, weights, strict=False)])
 
 
 class Kernel:
@@ -189,7 +189,7 @@ class _Builtin(Kernel):
             gamma = p["gamma"] if p["gamma"] is not None else 1.0 / int(X.shape[1])
             return (_scalar(gamma, dot.dtype) * dot + _scalar(p["coef0"], dot.dtype)) ** p["degree"]
         weights = p["weights"] or [1.0 / len(p["gammas"])] * len(p["gammas"])
-        return tf.add_n([w * tf.exp(-g * d2) for g, w in zip(p["gammas"], weights)])
+        return tf.add_n([w * tf.exp(-g * d2) for g, w in zip(p["gammas"], weights, strict=False)])
 
 
 def make_kernel(kernel="rbf", X=None, Y=None, *, gamma=None, degree=3, coef0=1.0,

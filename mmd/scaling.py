@@ -39,9 +39,9 @@ import time  # noqa: E402
 import numpy as np  # noqa: E402
 
 from common.errors import main_guard  # noqa: E402
+from common.files import check_new_file  # noqa: E402
 from common.reports import pyplot, save_figure  # noqa: E402
 from common.training import make_run_dir, save_config  # noqa: E402
-from common.files import check_new_file  # noqa: E402
 
 from .validation import InputError  # noqa: E402
 
@@ -271,7 +271,7 @@ def _print_table(rows, cpu):
 def _plot(rows, path, args):
     plt = pyplot()
     figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for method, style in zip(METHODS, ("o-", "s-", "^-")):
+    for method, style in zip(METHODS, ("o-", "s-", "^-"), strict=False):
         done = [r for r in rows if r["method"] == method and r["seconds"] is not None]
         if not done:
             continue

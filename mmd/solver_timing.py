@@ -135,14 +135,14 @@ def main(argv=None) -> int:
     for i, (U, w) in enumerate(problems):
         T = reduced(U, w)
         Tn = T.numpy()
-        full, _ = best_time(lambda: tf.linalg.eigh(T)[0].numpy(), args.repeats)
-        subset, _ = best_time(lambda: scipy.linalg.eigh(Tn, subset_by_index=[p - k, p - 1]),
+        full, _ = best_time(lambda T=T: tf.linalg.eigh(T)[0].numpy(), args.repeats)
+        subset, _ = best_time(lambda Tn=Tn: scipy.linalg.eigh(Tn, subset_by_index=[p - k, p - 1]),
                               args.repeats)
-        exact, (phi_e, V_e) = best_time(lambda: eig.solve_exact(U, w, 1.0, k, B=B),
+        exact, (phi_e, V_e) = best_time(lambda U=U, w=w: eig.solve_exact(U, w, 1.0, k, B=B),
                                         args.repeats)
         previous = warm._previous
 
-        def iterative():
+        def iterative(previous=previous, U=U, w=w):
             warm._previous = previous          # the same warm start for every repeat
             return warm.solve(U, w)
 

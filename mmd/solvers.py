@@ -79,8 +79,16 @@ from sklearn.utils.validation import check_is_fitted
 
 from . import kernels as _kernels
 from .eigensolvers import SOLVERS, Eq20Solver
-from .validation import (InputError, check_choice, check_int, check_labels, check_positive,
-                         validate_fit_input, validate_predict_input, validate_target_features)
+from .validation import (
+    InputError,
+    check_choice,
+    check_int,
+    check_labels,
+    check_positive,
+    validate_fit_input,
+    validate_predict_input,
+    validate_target_features,
+)
 
 #: `kernel` values of the estimators: the primal (linear map of the features,
 #: d x k) problem of the papers' tables, or a kernelised one
@@ -459,7 +467,7 @@ class _MMDAdaptation(ClassifierMixin, TransformerMixin, BaseEstimator):
             return self
         self.pseudo_labels_ = self.classes_[codes]
         self.label_changes_ = [None] + [int(np.count_nonzero(a[2] != b[2]))
-                                        for a, b in zip(states[:-1], states[1:])]
+                                        for a, b in zip(states[:-1], states[1:], strict=False)]
         self.accuracies_ = ([float(np.mean(self.classes_[s[2]] == yt)) for s in states]
                             if yt is not None else [])
         return self

@@ -20,8 +20,8 @@ patients, from the training folder only.
 from __future__ import annotations
 
 import dataclasses
-import warnings
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -118,7 +118,8 @@ def read_grayscale(path: Path) -> np.ndarray:
                 return np.clip(np.round(array), 0, 255).astype(np.uint8)
             return np.asarray(image.convert("L"), dtype=np.uint8)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-        raise UserError(f"cannot read image {path}: {str(error).splitlines()[0] if str(error) else type(error).__name__}") from None
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise UserError(f"cannot read image {path}: {reason}") from None
 
 
 def read_mask(path: Path) -> np.ndarray:
@@ -132,7 +133,8 @@ def read_mask(path: Path) -> np.ndarray:
                 image = image.convert("RGB")
             array = np.asarray(image)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-        raise UserError(f"cannot read mask {path}: {str(error).splitlines()[0] if str(error) else type(error).__name__}") from None
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise UserError(f"cannot read mask {path}: {reason}") from None
     if array.dtype == bool:
         return array.astype(np.uint8)
     if array.ndim == 3:

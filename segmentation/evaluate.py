@@ -68,7 +68,7 @@ def write_evaluation(out_dir, pairs, predicted, scores, box, config: dict, train
     write_metrics(out_dir, metrics)
     rows = [
         {"name": name, "patient": patient, **{metric: round(float(scores[metric][i]), 6) for metric in METRICS}}
-        for i, (name, patient) in enumerate(zip(pairs.names, pairs.patients))
+        for i, (name, patient) in enumerate(zip(pairs.names, pairs.patients, strict=False))
     ]
     write_rows(out_dir / "per_image.csv", rows)
     plot_overlays(pairs.images, pairs.masks, predicted, pairs.names, scores["dice"], box, out_dir / "overlays.png",

@@ -89,7 +89,7 @@ def discriminator_loss(real_logits, fake_logits):
     of per-scale losses). A discriminator that outputs 0 everywhere (D = 1/2)
     scores ``2 log 2 = 1.386``.
     """
-    per_scale = [_patch_bce(real, 1.0) + _patch_bce(fake, 0.0) for real, fake in zip(real_logits, fake_logits)]
+    per_scale = [_patch_bce(real, 1.0) + _patch_bce(fake, 0.0) for real, fake in zip(real_logits, fake_logits, strict=False)]
     return tf.add_n(per_scale) / len(per_scale), per_scale
 
 

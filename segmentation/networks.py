@@ -117,7 +117,7 @@ def build_tlbsn(backbone: str, weights: str, image_size: int, width: int = 16):
     pixels = keras.Input((image_size, image_size, 3), name="pixels")
     scaled = BackbonePreprocess(backbone, name="preprocess")(pixels)
     features = encoder(scaled, training=False)
-    skips = [(feature, stride) for feature, (_, stride, _) in zip(features[:-1], levels[:-1])]
+    skips = [(feature, stride) for feature, (_, stride, _) in zip(features[:-1], levels[:-1], strict=False)]
     if levels[0][1] > 1:  # no full-resolution level in the encoder: the image itself is the last skip
         skips.insert(0, (scaled, 1))
     outputs = _decoder(features[-1], levels[-1][1], skips[::-1], width)

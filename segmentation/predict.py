@@ -102,7 +102,7 @@ def main(argv=None):
     probabilities = segment_frames(model, box, frames)
     print(f"model {run_dir}: window {box.size}x{box.size} at ({box.top}, {box.left}), threshold {threshold}"
           + (", largest region kept" if keep_largest else ""))
-    for (path, image), frame_probabilities, (mask_path, overlay_path) in zip(images, probabilities, targets):
+    for (path, image), frame_probabilities, (mask_path, overlay_path) in zip(images, probabilities, targets, strict=False):
         mask = binarise(back_to_size(frame_probabilities, image.shape)[None], threshold, keep_largest)[0]
         Image.fromarray((mask * 255).astype(np.uint8)).save(mask_path)
         Image.fromarray(overlay(image, mask)).save(overlay_path)

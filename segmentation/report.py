@@ -120,7 +120,7 @@ def plot_overlays(images, expert, predicted, names, scores, box, path, count: in
     for axis in axes.flat:
         axis.axis("off")
     top, left, size = box.top, box.left, box.size
-    for axis, index in zip(axes.flat, chosen):
+    for axis, index in zip(axes.flat, chosen, strict=False):
         window = (slice(top, top + size), slice(left, left + size))
         axis.imshow(images[index][window], cmap="gray")
         for mask, colour in ((expert[index], EXPERT_COLOUR), (predicted[index], PREDICTED_COLOUR)):

@@ -158,7 +158,7 @@ def parse_unfreeze(text: str, epochs: int, blocks: int, parser=None) -> list[int
         problem = f"--unfreeze must be 'all', 'none' or epochs like 5,10,15, not {text!r}"
     elif len(values) > blocks:
         problem = f"--unfreeze names {len(values)} releases but the encoder has {blocks} blocks"
-    elif any(b < a for a, b in zip(values, values[1:])) or values[0] < 0:
+    elif any(b < a for a, b in zip(values, values[1:], strict=False)) or values[0] < 0:
         problem = f"--unfreeze epochs must be ascending and not negative: {text}"
     if problem:
         if parser is not None:
@@ -269,7 +269,7 @@ def segmentation_step(generator, optimizer, pixel_loss):
             probabilities = generator(images, training=True)
             loss = tf.nn.compute_average_loss(pixel_loss(masks, probabilities))
         variables = generator.trainable_variables
-        optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables, strict=False))
         return {"l1": tf.nn.compute_average_loss(losses.l1_loss(masks, probabilities)), "pixel_loss": loss}
 
     return step
@@ -300,8 +300,8 @@ def gan_step(generator, discriminator, generator_optimizer, discriminator_optimi
         discriminator_variables = discriminator.trainable_variables
         generator_gradients = generator_tape.gradient(generator_loss, generator_variables)
         discriminator_gradients = discriminator_tape.gradient(discriminator_loss, discriminator_variables)
-        generator_optimizer.apply_gradients(zip(generator_gradients, generator_variables))
-        discriminator_optimizer.apply_gradients(zip(discriminator_gradients, discriminator_variables))
+        generator_optimizer.apply_gradients(zip(generator_gradients, generator_variables, strict=False))
+        discriminator_optimizer.apply_gradients(zip(discriminator_gradients, discriminator_variables, strict=False))
         values = {
             "l1": tf.nn.compute_average_loss(losses.l1_loss(masks, probabilities)),
             "pixel_loss": pixel,
@@ -309,7 +309,7 @@ def gan_step(generator, discriminator, generator_optimizer, discriminator_optimi
             "generator_loss": generator_loss,
             "discriminator_loss": discriminator_loss,
         }
-        for index, (real_logits, fake_logits) in enumerate(zip(real, fake)):
+        for index, (real_logits, fake_logits) in enumerate(zip(real, fake, strict=False)):
             scale = 2**index
             values[f"d_real_scale{scale}"] = tf.reduce_mean(tf.sigmoid(real_logits))
             values[f"d_fake_scale{scale}"] = tf.reduce_mean(tf.sigmoid(fake_logits))

@@ -30,9 +30,9 @@ def main():
 
     distribution = distribute.setup(mode)
     import keras
+    from conftest import draw_folder
 
     from common.data import load_image_folder, make_dataset
-    from conftest import draw_folder
 
     keras.utils.set_random_seed(0)
     images = out.parent / "images"

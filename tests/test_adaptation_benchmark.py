@@ -10,17 +10,18 @@ import json
 
 import numpy as np
 import pytest
+from conftest import draw_image, snapshot
 
 from adaptation import benchmark, train
 from adaptation.data import FLOWER17_PER_CLASS, SHARED_FLOWERS
-from conftest import draw_image, snapshot
 
 TARGET_PER_CLASS = 3
 
 
 @pytest.fixture
 def data_dir(tmp_path):
-    """<root>/flower_photos/<folder>/ (26 each: TCA keeps 100 components) and <root>/flower17/jpg/image_NNNN.jpg (3 of each shared class)."""
+    """<root>/flower_photos/<folder>/ (26 each: TCA keeps 100 components) and
+    <root>/flower17/jpg/image_NNNN.jpg (3 of each shared class)."""
     root = tmp_path / "shared"
     rng = np.random.default_rng(0)
     images = root / "flower17" / "jpg"

@@ -5,8 +5,7 @@ import pytest
 import tensorflow as tf
 
 from adaptation.adapter import DomainAdapter
-from adaptation.cdan import (ConditionalAdversarialLoss, RandomizedMultilinearMap, entropy_weights, map_dim,
-                             multilinear_map)
+from adaptation.cdan import ConditionalAdversarialLoss, RandomizedMultilinearMap, entropy_weights, map_dim, multilinear_map
 from adaptation.model import build_discriminator
 
 

@@ -1,15 +1,14 @@
 """python -m adaptation.train end to end on tiny drawn images, its bad-input errors, and the flower domains."""
 import dataclasses
 import json
-import re
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import SHARED_DATA, draw_folder, snapshot
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -167,15 +166,16 @@ def test_the_flower_collections_share_four_classes():
     pair = load_pair("flower_photos", "flower17", SHARED_DATA)
     assert pair.class_names == ["daisy", "dandelion", "sunflower", "tulip"]
     def counts(folder):
-        return dict(zip(folder.class_names, np.bincount(folder.labels, minlength=folder.num_classes).tolist()))
+        return dict(zip(folder.class_names, np.bincount(folder.labels, minlength=folder.num_classes).tolist(), strict=False))
 
     assert counts(pair.target) == {"daisy": 80, "dandelion": 80, "sunflower": 80, "tulip": 80}
     assert counts(pair.source) == {"daisy": 633, "dandelion": 898, "sunflower": 699, "tulip": 799}
     # flower17's class = (n - 1) // 80: daisy is class 10, image_0801 .. image_0880
-    named = dict(zip((Path(p).name for p in pair.target.paths), pair.target.labels))
+    named = dict(zip((Path(p).name for p in pair.target.paths), pair.target.labels, strict=False))
     assert named["image_0801.jpg"] == 0 and named["image_0880.jpg"] == 0 and "image_0881.jpg" not in named
     assert named["image_0961.jpg"] == 1 and named["image_0721.jpg"] == 2 and named["image_0640.jpg"] == 3
-    assert all(Path(p).parent.name == "sunflowers" for p, label in zip(pair.source.paths, pair.source.labels) if label == 2)
+    assert all(Path(p).parent.name == "sunflowers"
+               for p, label in zip(pair.source.paths, pair.source.labels, strict=True) if label == 2)
     reverse = load_pair("flower17", "flower_photos", SHARED_DATA)
     assert reverse.direction == "flower17->flower_photos" and len(reverse.source) == 320
 

@@ -2,9 +2,9 @@
 import json
 
 import pytest
+from conftest import snapshot
 
 from cats_dogs import bottleneck, finetune, predict, prepare, preview
-from conftest import draw_folder, snapshot
 
 FAST = ["--weights", "none", "--image-size", "32", "--batch-size", "4"]
 RUN_FILES = {"config.json", "metrics.json", "history.csv", "curves.png", "confusion.png", "model.keras"}

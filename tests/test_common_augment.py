@@ -27,7 +27,7 @@ def test_horizontal_flip_mirrors_some_images_and_leaves_the_rest():
     out = np.asarray(Augmenter(horizontal_flip=True, seed=1)(images))
     flipped = [np.allclose(o, images[0][:, ::-1]) for o in out]
     same = [np.allclose(o, images[0]) for o in out]
-    assert all(f or s for f, s in zip(flipped, same))
+    assert all(f or s for f, s in zip(flipped, same, strict=False))
     assert 10 < sum(flipped) < 54
 
 
@@ -38,7 +38,7 @@ def test_vertical_flip_flips_the_rows_of_some_images_and_leaves_the_rest():
     out = np.asarray(Augmenter(vertical_flip=True, seed=2)(images))
     flipped = [np.allclose(o, image[::-1]) for o in out]       # a column flip would match neither
     same = [np.allclose(o, image) for o in out]
-    assert all(f or s for f, s in zip(flipped, same))
+    assert all(f or s for f, s in zip(flipped, same, strict=False))
     assert 5 < sum(flipped) < 27
 
 
@@ -286,7 +286,7 @@ def test_same_seed_gives_the_same_epochs_inside_a_parallel_tf_data_pipeline(tmp_
 
     runs = [two_epochs() for _ in range(3)]
     for other in runs[1:]:
-        for epoch, again in zip(runs[0], other):
+        for epoch, again in zip(runs[0], other, strict=False):
             np.testing.assert_array_equal(again, epoch)
     assert not np.allclose(runs[0][0], runs[0][1])  # the second epoch draws anew
 
@@ -306,7 +306,7 @@ def test_per_image_transforms_in_a_pipeline_repeat_with_the_seed_and_change_each
         return [np.concatenate([images.numpy() for images, _ in dataset]) for _ in range(2)]
 
     first, again = two_epochs(3), two_epochs(3)
-    for epoch, repeated in zip(first, again):
+    for epoch, repeated in zip(first, again, strict=False):
         np.testing.assert_array_equal(repeated, epoch)
     assert not np.allclose(first[0], first[1]) and not np.allclose(first[0], two_epochs(4)[0])
 

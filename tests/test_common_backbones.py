@@ -134,6 +134,6 @@ def test_batchnorm_stays_in_inference_mode_when_the_model_around_the_base_is_tra
     model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.1), loss="sparse_categorical_crossentropy")
     pixels = np.random.default_rng(0).uniform(0, 255, (8, 32, 32, 3)).astype("float32")
     model.fit(pixels, np.array([0, 1] * 4), epochs=2, verbose=0)
-    assert all(np.array_equal(b, np.array(layer.moving_mean)) for b, layer in zip(before, norms))
+    assert all(np.array_equal(b, np.array(layer.moving_mean)) for b, layer in zip(before, norms, strict=False))
     # and the model's output is what inference mode gives
     assert np.allclose(model(pixels, training=True), model(pixels, training=False), atol=1e-6)

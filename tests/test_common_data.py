@@ -1,11 +1,10 @@
 """Image folders: what is read, what is skipped, and what is refused."""
 import numpy as np
 import pytest
-from PIL import Image
+from conftest import draw_folder, draw_image
 
 from common.data import UnreadableImageWarning, load_image_folder, make_dataset, split_per_class
 from common.errors import UserError
-from conftest import draw_folder, draw_image
 
 
 def test_classes_are_sorted_and_labels_follow_folders(tmp_path):
@@ -13,7 +12,7 @@ def test_classes_are_sorted_and_labels_follow_folders(tmp_path):
     folder = load_image_folder(tmp_path)
     assert folder.class_names == ["ant", "moth", "zebra"]
     assert np.bincount(folder.labels).tolist() == [3, 3, 3]
-    for path, label in zip(folder.paths, folder.labels):
+    for path, label in zip(folder.paths, folder.labels, strict=False):
         assert f"/{folder.class_names[label]}/" in path
 
 
@@ -100,6 +99,6 @@ def test_dataset_keeps_labels_with_images_when_shuffled(tmp_path):
     folder = load_image_folder(tmp_path)
     dataset = make_dataset(folder.paths, folder.labels, (32, 32), 3, shuffle=True, seed=1, cache_in_memory=True)
     for images, labels in dataset:
-        for image, label in zip(images.numpy(), labels.numpy()):
+        for image, label in zip(images.numpy(), labels.numpy(), strict=False):
             red, blue = image[..., 0].max(), image[..., 2].max()
             assert (red > blue) == (label == 0)

@@ -2,11 +2,11 @@
 import keras
 import numpy as np
 import pytest
+from conftest import draw_folder
 
 import common.features as features_module
 from common.data import UnreadableImageWarning, decode_image
 from common.features import FeatureCache, extract_features
-from conftest import draw_folder
 
 
 def tiny_extractor(size=16):

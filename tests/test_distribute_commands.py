@@ -10,10 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from flowers import prepare
 from flowers_synthetic import make_flower_folder
 from test_common_distribute import free_ports
+
+from flowers import prepare
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--backbone", "mobilenet_v2", "--weights", "none", "--image-size", "32", "--batch-size", "8",
@@ -46,7 +46,7 @@ def fingerprint(output):
 def test_two_workers_train_like_one_process_and_only_the_chief_writes(prepared):
     common = ["--data-dir", str(prepared / "prepared"), "--cache-dir", str(prepared / "cache"),
               "--finetune-epochs", "1", *TINY]
-    single = output_of(start([*common, "--output-dir", str(prepared / "one")]))
+    output_of(start([*common, "--output-dir", str(prepared / "one")]))
     ports = free_ports(2)
     cluster = {"worker": [f"localhost:{port}" for port in ports]}
     workers = [
@@ -77,7 +77,7 @@ def cache_entries(cache: Path) -> dict[str, np.ndarray]:
     entries = {}
     for shard in sorted(cache.rglob("shard-*.npz")):
         with np.load(shard) as contents:
-            for key, feature in zip(contents["keys"], contents["features"]):
+            for key, feature in zip(contents["keys"], contents["features"], strict=False):
                 assert str(key) not in entries, f"{key} stored twice"
                 entries[str(key)] = feature
     return entries

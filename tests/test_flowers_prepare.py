@@ -5,10 +5,10 @@ import json
 
 import numpy as np
 import pytest
+from flowers_synthetic import make_flower_folder, pixels, snapshot
 
 from common.data import UnreadableImageWarning
 from flowers import prepare
-from flowers_synthetic import make_flower_folder, pixels, snapshot
 
 
 def same_picture(a: np.ndarray, b: np.ndarray) -> bool:

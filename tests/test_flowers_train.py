@@ -10,9 +10,9 @@ import json
 
 import numpy as np
 import pytest
+from flowers_synthetic import make_flower_folder
 
 from flowers import baselines, predict, prepare, train
-from flowers_synthetic import make_flower_folder
 
 TINY = ["--backbone", "mobilenet_v2", "--weights", "none", "--image-size", "32", "--batch-size", "8"]
 

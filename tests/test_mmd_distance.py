@@ -6,9 +6,8 @@ from sklearn.metrics.pairwise import polynomial_kernel as sk_poly
 from sklearn.metrics.pairwise import rbf_kernel as sk_rbf
 
 from mmd.distance import mmd2, mmd_test
+from mmd.kernels import make_kernel, median_heuristic, multi_rbf_kernel, polynomial_kernel, rbf_bandwidths, rbf_kernel
 from mmd.validation import InputError
-from mmd.kernels import (make_kernel, median_heuristic, multi_rbf_kernel, polynomial_kernel,
-                         rbf_bandwidths, rbf_kernel)
 
 
 def gauss(rng, n, d=3, shift=0.0):

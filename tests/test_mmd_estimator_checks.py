@@ -1,7 +1,8 @@
 """TCA / JDA / BDA against scikit-learn's estimator contract (issue 24, part 3).
 
 `parametrize_with_checks` runs every check of `check_estimator` on each
-instance below, and every check passes (`EXPECTED_FAILURES` is empty).  check_estimator only calls `fit(X, y)`, so what it tests is the no-target
+instance below, and every check passes (`EXPECTED_FAILURES` is empty).
+check_estimator only calls `fit(X, y)`, so what it tests is the no-target
 fit (X is its own target); the tests after it cover what it cannot see:
 the same contract (pickle, clone, idempotence, dtypes, untouched inputs)
 for a real adaptation with the target given as the `Xt` parameter, and the

@@ -317,12 +317,12 @@ def test_target_given_at_construction_is_safe_in_cross_validation_with_equal_siz
     by_hand = [JDA(n_components=3, n_iter=3).fit(Xs[tr], ys[tr], Xt) for tr, _ in folds.split(Xs)]
     safe = cross_validate(JDA(n_components=3, n_iter=3, Xt=Xt), Xs, ys, cv=folds,
                           return_estimator=True)
-    for fitted, reference in zip(safe["estimator"], by_hand):     # every fold saw all of Xt
+    for fitted, reference in zip(safe["estimator"], by_hand, strict=False):     # every fold saw all of Xt
         np.testing.assert_allclose(fitted.components_, reference.components_, atol=1e-12)
         assert fitted.pseudo_labels_.shape == (60,)
     np.testing.assert_allclose(
         cross_val_score(JDA(n_components=3, n_iter=3, Xt=Xt), Xs, ys, cv=folds),
-        [est.score(Xs[te], ys[te]) for est, (_, te) in zip(by_hand, folds.split(Xs))])
+        [est.score(Xs[te], ys[te]) for est, (_, te) in zip(by_hand, folds.split(Xs), strict=False)])
     search = GridSearchCV(JDA(n_iter=3, Xt=Xt), {"n_components": [2, 3]}, cv=folds).fit(Xs, ys)
     assert search.best_estimator_.pseudo_labels_.shape == (60,)
     # what the parameter protects against: a fit argument is cut into folds
@@ -337,7 +337,7 @@ def test_bad_input_raises_an_input_error_and_inputs_are_not_modified():
     Xs, ys, Xt, yt = domains(seed=10)
     copies = [a.copy() for a in (Xs, ys, Xt, yt)]
     JDA(n_components=3, n_iter=2).fit(Xs, ys, Xt, yt)
-    for a, b in zip((Xs, ys, Xt, yt), copies):
+    for a, b in zip((Xs, ys, Xt, yt), copies, strict=False):
         np.testing.assert_array_equal(a, b)
     nan = Xt.copy()
     nan[0, 0] = np.nan

@@ -11,10 +11,10 @@ import json
 
 import numpy as np
 import pytest
-
 from flowers_synthetic import snapshot
-from segmentation import evaluate, predict, table3, train
 from segmentation_synthetic import make_dataset_folder
+
+from segmentation import evaluate, predict, table3, train
 
 TINY = ["--backbone", "vgg16", "--weights", "none", "--image-size", "32", "--roi-size", "32",
         "--batch-size", "4", "--decoder-width", "4", "--validation-patients", "2"]

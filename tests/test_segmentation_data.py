@@ -3,14 +3,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from flowers_synthetic import snapshot
 from PIL import Image
+from segmentation_synthetic import draw_pair, make_split, name_of, save_rgb
 
 from common.errors import UserError
-from flowers_synthetic import snapshot
 from segmentation.data import load_pairs, patient_group, patient_of, split_patients
 from segmentation.evaluate import score_pairs
 from segmentation.roi import CropBox, segment_frames
-from segmentation_synthetic import draw_pair, make_split, name_of, save_rgb
 
 PATIENTS = ["SC-HF-I-01", "SC-HF-NI-03", "SC-HYP-01", "SC-N-02"]
 

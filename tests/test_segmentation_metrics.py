@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from segmentation_synthetic import draw_pair
 
 from segmentation.metrics import choose_binarisation, largest_component, mean_dice, overlap_scores, summarise
-from segmentation_synthetic import draw_pair
 
 
 def masks_from(pixels_x, pixels_y, shape=(6, 6)):

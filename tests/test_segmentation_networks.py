@@ -5,12 +5,12 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from segmentation_synthetic import draw_pair
 
 from segmentation import losses
 from segmentation.discriminator import build_discriminator
 from segmentation.networks import build_tlbsn, build_unet, set_trainable_depth
 from segmentation.train import depth_at, gan_step, parse_unfreeze, phases
-from segmentation_synthetic import draw_pair
 
 
 def batch_of_discs(count=4, size=32, seed=0):
@@ -119,7 +119,7 @@ def test_gan_step_shows_real_and_generated_pairs_at_every_scale_and_trains_both(
     assert float(values["generator_loss"]) == pytest.approx(
         float(values["adversarial"]) + 100.0 * float(values["l1"]), rel=1e-4)
     # every scale's critic and the released encoder block moved; the frozen block did not
-    changed = [not np.allclose(a, w.numpy()) for a, w in zip(discriminator_before, discriminator.trainable_weights)]
+    changed = [not np.allclose(a, w.numpy()) for a, w in zip(discriminator_before, discriminator.trainable_weights, strict=False)]
     assert all(changed)
     assert not np.allclose(encoder_before, base.get_layer("block5_conv3").kernel.numpy())
     assert np.array_equal(frozen_before, base.get_layer("block1_conv1").kernel.numpy())
