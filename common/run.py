@@ -21,8 +21,9 @@ any strategy:
   when the batch is split across replicas.
 
 Input pipelines that each worker must read only its part of come from
-``run.dataset(make, batch_size)`` (``make(batch_size, part)``) or, for arrays
-in memory, ``run.batches(x, y, batch_size, epochs=...)``.
+``run.dataset(make, batch_size)`` (``make(batch_size, part)``), for image
+files from ``run.images(paths, labels, size, batch_size, ...)``, or, for
+arrays in memory, ``run.batches(x, y, batch_size, epochs=...)``.
 
 Example::
 
@@ -105,6 +106,13 @@ class Run:
     def dataset(self, make, batch_size: int):
         """``make(batch_size, part)`` on one device (``part=None``), or once per worker with its part."""
         return self._strategy.dataset(make, batch_size)
+
+    def images(self, paths, labels, image_size, batch_size: int, **options):
+        """``common.data.make_dataset(paths, labels, image_size, batch_size, **options)``, per worker its part."""
+        from common.data import make_dataset
+
+        return self.dataset(lambda size, part: make_dataset(paths, labels, image_size, size, shard=part, **options),
+                            batch_size)
 
     def batches(self, x, y, batch_size: int, *, epochs: int, seed: int | None = None):
         """Arrays in memory as the same global batches on one device and on many (a fresh order per epoch)."""
