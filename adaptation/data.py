@@ -69,7 +69,7 @@ def load_flower_photos(data_dir) -> ImageFolder:
                 f"{data_dir} holds no flower_photos/ folder; pass --data-dir the folder that holds "
                 "flower_photos/ and flower17/ (e.g. ../shared/data)"
             )
-        from flowers.prepare import download
+        from common.flower_sets import download
 
         root = download()
     folders = [folder for folder, _ in SHARED_FLOWERS.values()]
@@ -79,7 +79,7 @@ def load_flower_photos(data_dir) -> ImageFolder:
 
 def load_flower17(data_dir) -> ImageFolder:
     """flower17's four shared classes (10, 12, 9, 7), read from the flat jpg/ folder in place."""
-    from flowers.flower17 import find_images
+    from common.flower_sets import find_images
 
     images = find_images(Path(data_dir) / "flower17")
     wanted = {number: label for label, (_, number) in enumerate(SHARED_FLOWERS.values())}

@@ -40,7 +40,6 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import json
-import re
 import shutil
 import time
 from pathlib import Path
@@ -53,19 +52,18 @@ from common.augment import Augmenter
 from common.backbones import build_model, freeze_below
 from common.data import check_image_file, load_image_folder, make_dataset, split_per_class, warn_skipped
 from common.errors import UserError, main_guard
-from common.files import check_apart, fetch
+from common.files import check_apart
+from common.flower_sets import FLOWER17_CLASSES as CLASSES
+from common.flower_sets import FLOWER17_DEFAULT_DIR as DEFAULT_DATA_DIR
+from common.flower_sets import FLOWER17_FILE as FILE_PATTERN
+from common.flower_sets import FLOWER17_PER_CLASS as IMAGES_PER_CLASS
+from common.flower_sets import find_images
 from common.predict import MODEL_FILE, read_image_opencv, write_labels
 from common.reports import classification_metrics, finish_run, predictions_and_losses, print_summary
 from common.training import save_config, set_seed, standard_callbacks
 
-URL = "https://www.robots.ox.ac.uk/~vgg/data/flowers/17/17flowers.tgz"
-ARCHIVE = "17flowers.tgz"
-DEFAULT_DATA_DIR = "data/flower17"
 OUTPUT_PARENT = "runs/flower17"
-CLASSES = 17
-IMAGES_PER_CLASS = 80
 VALIDATION_FRACTION = 1 / 8  # 7:1, 70 / 10 of 80
-FILE_PATTERN = re.compile(r"^image_(\d{4})\.jpg$", re.IGNORECASE)
 TEXTBOOK_AUGMENTATION = dict(
     horizontal_flip=True, zoom_range=0.3, width_shift_range=0.3, height_shift_range=0.3,
     rotation_range=30, fill_mode="nearest",
@@ -121,20 +119,6 @@ def parse_classes(values: list[str]) -> list[int]:
     if len(numbers) < 2:
         raise UserError("--classes needs at least two different classes")
     return numbers
-
-
-def find_images(data_dir: Path) -> Path:
-    """The jpg/ folder of the raw data set; the official archive when the default folder is missing."""
-    for candidate in (data_dir / "jpg", data_dir):
-        if candidate.is_dir() and any(FILE_PATTERN.match(p.name) for p in candidate.iterdir()):
-            return candidate
-    if data_dir.resolve() != Path(DEFAULT_DATA_DIR).resolve():
-        raise UserError(f"{data_dir} holds no jpg/image_0001.jpg ... ; pass the flower17 folder that holds jpg/")
-    extracted = fetch(None, url=URL, file_name=ARCHIVE, alternative="unpack it and pass --data-dir <the folder holding jpg/>")
-    found = sorted(extracted.rglob("image_0001.jpg"))
-    if not found:
-        raise UserError(f"{ARCHIVE} unpacked to {extracted}, but it holds no image_0001.jpg")
-    return found[0].parent
 
 
 def make_split(images_dir: Path, class_numbers: list[int], split_dir: Path, seed: int, data_dir: Path | None = None) -> dict:

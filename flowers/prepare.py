@@ -16,7 +16,7 @@ is reversed:
 ``split.json`` records the seed and which file went where. The source folder
 (the download cache or ``--from DIR``) is only ever read.
 
-Offline: put ``flower_photos.tgz`` (from the URL below) in
+Offline: put ``flower_photos.tgz`` (from ``common.flower_sets.FLOWER_PHOTOS_URL``) in
 ``$KERAS_HOME/datasets/`` (default ``~/.keras/datasets/``), or unpack it anywhere
 and pass ``--from <that folder>/flower_photos``.
 """
@@ -35,11 +35,10 @@ from tqdm.auto import tqdm
 from common import cli
 from common.data import load_image_folder, split_per_class
 from common.errors import UserError, main_guard
-from common.files import check_apart, fetch, writable_folder
+from common.files import check_apart, writable_folder
+from common.flower_sets import download
 from flowers.data import DEFAULT_DATA_DIR
 
-URL = "https://storage.googleapis.com/download.tensorflow.org/example_images/flower_photos.tgz"
-ARCHIVE = "flower_photos.tgz"
 VALIDATION_PER_CLASS = 200
 # The textbook's two offline views of every training photo.
 VIEWS = ("flip", "rot90")
@@ -66,17 +65,6 @@ def parse_args(argv=None):
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the split (default: 0)")
     return parser.parse_args(argv)
-
-
-def find_class_root(path: Path) -> Path:
-    """The folder that holds the class folders, wherever the archive unpacked it."""
-    candidates = [path, path / "flower_photos", path.parent / "flower_photos"]
-    for candidate in candidates:
-        if candidate.is_dir() and (candidate / "daisy").is_dir():
-            return candidate
-    for candidate in sorted(path.rglob("daisy")) if path.is_dir() else []:
-        return candidate.parent
-    raise UserError(f"the archive unpacked to {path}, but no flower_photos/<class>/ folders were found there")
 
 
 def write_view(source: Path, target: Path, view: str) -> None:
@@ -152,10 +140,7 @@ def main(argv=None):
     args = parse_args(argv)
     if args.validation_per_class < 1:
         raise UserError(f"--validation-per-class must be at least 1, not {args.validation_per_class}")
-    source = fetch(args.source, url=URL, file_name=ARCHIVE,
-                   alternative="unpack it and pass --from /path/to/flower_photos")
-    if args.source is None:
-        source = find_class_root(source)
+    source = download(args.source)
     if not source.is_dir():
         raise UserError(f"--from {source} is not a folder (expected flower_photos/<class>/<images>)")
     record = prepare(source, args.data_dir, args.validation_per_class, args.seed)
