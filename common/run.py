@@ -18,7 +18,9 @@ any strategy:
 - ``run.loop(step, batches, ...)``: the custom step of ``common.loop`` for what
   ``Model.fit`` cannot express (two batches per step, two networks); inside a
   step, ``run.mean(per_example_losses)`` is the batch mean that stays right
-  when the batch is split across replicas.
+  when the batch is split across replicas. A library estimator that runs
+  ``common.loop`` itself (``adaptation.DomainAdapter``) takes
+  ``run.strategy`` instead (None on one device).
 
 Input pipelines that each worker must read only its part of come from
 ``run.dataset(make, batch_size)`` (``make(batch_size, part)``), for image
@@ -98,6 +100,12 @@ class Run:
     def single_device(self) -> bool:
         return self._strategy.name == "none"
 
+    @property
+    def strategy(self):
+        """The strategy object for code that runs ``common.loop`` itself (``DomainAdapter(strategy=...)``);
+        None on one device, where the step runs as it is."""
+        return None if self.single_device else self._strategy.strategy
+
     def learning_rate(self, rate: float) -> float:
         """``rate``, times the number of replicas with ``--scale-learning-rate``."""
         return self._strategy.learning_rate(rate, getattr(self.args, "scale_learning_rate", False))
@@ -141,7 +149,7 @@ class Run:
 
         return train_loop(step, batches, epochs=epochs, steps_per_epoch=steps_per_epoch, on_epoch_end=on_epoch_end,
                           description=description,
-                          strategy=None if self.single_device else self._strategy.strategy)
+                          strategy=self.strategy)
 
     @staticmethod
     def mean(per_example):
@@ -157,11 +165,12 @@ class Run:
         """(loss, accuracy) of a compiled model, the same on every worker."""
         return distribute.evaluate(model, dataset, self._strategy)
 
-    def board(self, model, optimizer):
-        """A TensorBoard writer for ``run.loop`` (``on_epoch_end(epoch, logs)``), or None without --tensorboard."""
+    def board(self, model, optimizer, under: str | None = None):
+        """A TensorBoard writer for ``run.loop`` (``on_epoch_end(epoch, logs)``), or None without --tensorboard;
+        ``under`` a subfolder of the run folder, for one log per training when a run trains several."""
         if not getattr(self.args, "tensorboard", False):
             return None
-        return tensorboard_for_loop(self.folder, model, optimizer)
+        return tensorboard_for_loop(self.folder / under if under else self.folder, model, optimizer)
 
     # ------------------------------------------------------------------ results
     def finish(self, history: dict, metrics: dict, title: str = "") -> dict:
