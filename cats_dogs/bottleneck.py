@@ -27,102 +27,77 @@ import time
 import keras
 
 from cats_dogs.model import OUTPUT_PARENT, TOP_WEIGHTS, build_top_model, full_model, load_splits, loss_for, make_parser
-from common import cli, distribute
+from common import cli
 from common.backbones import build_model, weights_fingerprint
 from common.errors import main_guard
-from common.features import FeatureCache, add_shard_argument, cache_namespace, extract_features, report_shard
+from common.features import FeatureCache, cache_namespace, extract_features
 from common.predict import MODEL_FILE, write_labels
-from common.reports import classification_metrics, finish_run, predictions_and_losses, print_summary
-from common.training import save_config, set_seed, standard_callbacks
+from common.reports import classification_metrics, predictions_and_losses
+from common.run import Run
 
 
 def parse_args(argv=None):
-    parser = make_parser(__doc__)
-    add_shard_argument(parser.add_argument_group("feature cache"))
-    return cli.resolve(parser.parse_args(argv))
+    return cli.resolve(make_parser(__doc__).parse_args(argv))
 
 
 @main_guard
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    with distribute.setup(args.distribute) as distribution:
-        return run(args, distribution)
-
-
-def run(args, distribution) -> dict:
     start = time.perf_counter()
-    set_seed(args.seed)
     train, validation = load_splits(args.data_dir)
-    if not args.shard:  # a --shard run only fills the cache: no run folder
-        run_dir = distribution.make_run_dir(args.output_dir, OUTPUT_PARENT, "bottleneck")
-        save_config(run_dir, {**cli.config_of(args), **distribution.describe(), "stage": "bottleneck",
-                              "class_names": train.class_names})
-    print(f"{len(train)} training and {len(validation)} validation images, classes {train.class_names}")
+    with Run(args, "bottleneck", parent=OUTPUT_PARENT, config={"class_names": train.class_names}) as run:
+        print(f"{len(train)} training and {len(validation)} validation images, classes {train.class_names}")
 
-    # 1. Bottleneck features, computed once per image and cached on disk.
-    extractor, base = build_model(args.backbone, args.weights, args.image_size)
-    namespace = cache_namespace(args.backbone, weights_fingerprint(base), args.image_size, None)
-    cache = FeatureCache(args.cache_dir, namespace)
-    train_features = extract_features(extractor, train.paths, cache, args.image_size, args.batch_size,
-                                      "train features", shard=args.shard)
-    validation_features = extract_features(
-        extractor, validation.paths, cache, args.image_size, args.batch_size, "validation features", shard=args.shard
-    )
-    if args.shard:
-        return report_shard(args.shard, cache, train_features, validation_features)
-    # Labels are selected by the indices that came out of the same pass.
-    train_labels = train.labels[train_features.kept]
-    validation_labels = validation.labels[validation_features.kept]
-    feature_seconds = train_features.seconds + validation_features.seconds
-    computed = train_features.computed + validation_features.computed
-    print(f"features: {computed} computed, {train_features.reused + validation_features.reused} "
-          f"from the cache {cache.directory}, {feature_seconds:.1f} s")
+        # 1. Bottleneck features, computed once per image and cached on disk.
+        extractor, base = build_model(args.backbone, args.weights, args.image_size)
+        namespace = cache_namespace(args.backbone, weights_fingerprint(base), args.image_size, None)
+        cache = FeatureCache(args.cache_dir, namespace)
+        train_features = extract_features(extractor, train.paths, cache, args.image_size, args.batch_size,
+                                          "train features")
+        validation_features = extract_features(extractor, validation.paths, cache, args.image_size,
+                                               args.batch_size, "validation features")
+        # Labels are selected by the indices that came out of the same pass.
+        train_labels = train.labels[train_features.kept]
+        validation_labels = validation.labels[validation_features.kept]
+        feature_seconds = train_features.seconds + validation_features.seconds
+        computed = train_features.computed + validation_features.computed
+        print(f"features: {computed} computed, {train_features.reused + validation_features.reused} "
+              f"from the cache {cache.directory}, {feature_seconds:.1f} s")
 
-    # 2. The top model, trained on the cached features.
-    with distribution.scope():
+        # 2. The top model, trained on the cached features.
         top = build_top_model(train_features.features.shape[1:], train.num_classes)
-        optimizer = keras.optimizers.RMSprop(learning_rate=distribution.learning_rate(0.001, args.scale_learning_rate))
-        top.compile(optimizer=optimizer, loss=loss_for(train.num_classes), metrics=["accuracy"])
-    fit_start = time.perf_counter()
-    history = distribute.fit(
-        top,
-        (train_features.features, train_labels),
-        batch_size=args.batch_size,
-        seed=args.seed,
-        validation=(validation_features.features, validation_labels),
-        epochs=args.epochs,
-        callbacks=standard_callbacks(run_dir, tensorboard_log=args.tensorboard),
-        distribution=distribution,
-    )
-    fit_seconds = time.perf_counter() - fit_start
-    top.save_weights(run_dir / TOP_WEIGHTS)
-    full_model(args.backbone, base, top).save(run_dir / MODEL_FILE)
-    write_labels(run_dir, train.class_names)
+        top.compile(optimizer=keras.optimizers.RMSprop(learning_rate=run.learning_rate(0.001)),
+                    loss=loss_for(train.num_classes), metrics=["accuracy"])
+        fit_start = time.perf_counter()
+        history = run.fit(top, (train_features.features, train_labels), batch_size=args.batch_size,
+                          validation=(validation_features.features, validation_labels), epochs=args.epochs)
+        fit_seconds = time.perf_counter() - fit_start
+        top.save_weights(run.folder / TOP_WEIGHTS)
+        full_model(args.backbone, base, top).save(run.folder / MODEL_FILE)
+        write_labels(run.folder, train.class_names)
 
-    # 3. Report on the validation images.
-    # The last epoch's model (nothing is restored), its loss scored as Model.fit logged it (from the logits).
-    probabilities, losses = predictions_and_losses(top, (validation_features.features, validation_labels))
-    metrics = classification_metrics(validation_labels, probabilities, train.class_names, losses)
-    metrics.update(
-        stage="bottleneck",
-        reported_epoch=len(history.history.get("val_loss", [])),
-        n_train=int(len(train_labels)),
-        n_val=int(len(validation_labels)),
-        backbone=args.backbone,
-        weights=str(args.weights),
-        image_size=args.image_size,
-        epochs=args.epochs,
-        features_computed=int(computed),
-        features_reused=int(train_features.reused + validation_features.reused),
-        feature_seconds=round(feature_seconds, 2),
-        fit_seconds=round(fit_seconds, 2),
-        skipped_images=[path for path, _ in train.skipped + validation.skipped + train_features.skipped
-                        + validation_features.skipped],
-        seconds=round(time.perf_counter() - start, 2),
-    )
-    finish_run(run_dir, history.history, metrics, title=f"bottleneck ({args.backbone})")
-    print_summary(run_dir, metrics)
-    return metrics
+        # 3. Report on the validation images.
+        # The last epoch's model (nothing is restored), its loss scored as Model.fit logged it (from the logits).
+        probabilities, losses = predictions_and_losses(top, (validation_features.features, validation_labels))
+        metrics = classification_metrics(validation_labels, probabilities, train.class_names, losses)
+        metrics.update(
+            stage="bottleneck",
+            reported_epoch=len(history.history.get("val_loss", [])),
+            n_train=int(len(train_labels)),
+            n_val=int(len(validation_labels)),
+            backbone=args.backbone,
+            weights=str(args.weights),
+            image_size=args.image_size,
+            epochs=args.epochs,
+            features_computed=int(computed),
+            features_reused=int(train_features.reused + validation_features.reused),
+            feature_seconds=round(feature_seconds, 2),
+            fit_seconds=round(fit_seconds, 2),
+            skipped_images=[path for path, _ in train.skipped + validation.skipped + train_features.skipped
+                            + validation_features.skipped],
+            seconds=round(time.perf_counter() - start, 2),
+        )
+        return run.finish(history.history, metrics, title=f"bottleneck ({args.backbone})")
 
 
 if __name__ == "__main__":

@@ -40,15 +40,16 @@ import keras
 import numpy as np
 
 from cats_dogs.model import OUTPUT_PARENT, TOP_WEIGHTS, build_top_model, full_model, load_splits, loss_for, make_parser
-from common import cli, distribute
+from common import cli
 from common.augment import Augmenter
 from common.backbones import build_base, freeze_below
 from common.data import make_dataset
 from common.errors import UserError, main_guard
 from common.files import first_line
 from common.predict import MODEL_FILE, write_labels
-from common.reports import classification_metrics, finish_run, predictions_and_losses, print_summary
-from common.training import latest_run, save_config, set_seed, standard_callbacks
+from common.reports import classification_metrics, predictions_and_losses
+from common.run import Run
+from common.training import latest_run
 
 TEXTBOOK_AUGMENTATION = {"shear_range": 0.2, "zoom_range": 0.2, "horizontal_flip": True}
 
@@ -98,23 +99,14 @@ def find_top_model(args) -> Path:
 @main_guard
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    with distribute.setup(args.distribute) as distribution:
-        return run(args, distribution)
-
-
-def run(args, distribution) -> dict:
     start = time.perf_counter()
-    set_seed(args.seed)
     top_path = find_top_model(args)
     train, validation = load_splits(args.data_dir)
-    run_dir = distribution.make_run_dir(args.output_dir, OUTPUT_PARENT, "finetune")
-    save_config(run_dir, {**cli.config_of(args), **distribution.describe(), "stage": "finetune",
-                          "top_model": str(top_path), "augmentation": TEXTBOOK_AUGMENTATION,
-                          "class_names": train.class_names})
-    print(f"{len(train)} training and {len(validation)} validation images; top model {top_path}")
+    config = {"top_model": str(top_path), "augmentation": TEXTBOOK_AUGMENTATION, "class_names": train.class_names}
+    with Run(args, "finetune", parent=OUTPUT_PARENT, config=config) as run:
+        print(f"{len(train)} training and {len(validation)} validation images; top model {top_path}")
 
-    # 1. The pretrained base with the trained top model on it (variables mirrored under --distribute).
-    with distribution.scope():
+        # 1. The pretrained base with the trained top model on it.
         base = build_base(args.backbone, args.weights, args.image_size)
         top = build_top_model(base.output_shape[1:], train.num_classes)
         try:
@@ -127,65 +119,52 @@ def run(args, distribution) -> dict:
         index = freeze_below(base, args.unfreeze_from)
         first = base.layers[index].name if index < len(base.layers) else "nothing (the whole base frozen)"
         print(f"frozen: {args.backbone} layers[:{index}]; trainable from {first}")
-        rate = distribution.learning_rate(args.learning_rate, args.scale_learning_rate)
         model.compile(
-            optimizer=keras.optimizers.SGD(learning_rate=rate, momentum=args.momentum),
+            optimizer=keras.optimizers.SGD(learning_rate=run.learning_rate(args.learning_rate), momentum=args.momentum),
             loss=loss_for(train.num_classes),
             metrics=["accuracy"],
         )
 
-    # 3. Augmented training images, plain validation images.
-    size = (args.image_size, args.image_size)
-    augmenter = Augmenter(**TEXTBOOK_AUGMENTATION, seed=args.seed)
-    train_data = distribution.dataset(
-        lambda batch_size, shard: make_dataset(train.paths, train.labels, size, batch_size, shuffle=True,
-                                               seed=args.seed, augment=augmenter, cache_in_memory=True, shard=shard),
-        args.batch_size,
-    )
-    validation_data = make_dataset(validation.paths, validation.labels, size, args.batch_size,
-                                   cache_in_memory=True)
-    _, before_accuracy = distribute.evaluate(model, validation_data, distribution)
-    print(f"before fine-tuning: val_accuracy {before_accuracy:.4f}")
+        # 3. Augmented training images, plain validation images.
+        size = (args.image_size, args.image_size)
+        augmenter = Augmenter(**TEXTBOOK_AUGMENTATION, seed=args.seed)
+        train_data = run.images(train.paths, train.labels, size, args.batch_size, shuffle=True, seed=args.seed,
+                                augment=augmenter, cache_in_memory=True)
+        validation_data = make_dataset(validation.paths, validation.labels, size, args.batch_size,
+                                       cache_in_memory=True)
+        _, before_accuracy = run.evaluate(model, validation_data)
+        print(f"before fine-tuning: val_accuracy {before_accuracy:.4f}")
 
-    fit_start = time.perf_counter()
-    history = distribute.fit(
-        model,
-        train_data,
-        steps_per_epoch=-(-len(train) // args.batch_size),
-        validation=validation_data,
-        epochs=args.epochs,
-        callbacks=standard_callbacks(run_dir, patience=args.patience, tensorboard_log=args.tensorboard),
-        distribution=distribution,
-    )
-    fit_seconds = time.perf_counter() - fit_start
-    model.save(run_dir / MODEL_FILE)
-    write_labels(run_dir, train.class_names)
+        fit_start = time.perf_counter()
+        history = run.fit(model, train_data, steps_per_epoch=-(-len(train) // args.batch_size),
+                          validation=validation_data, epochs=args.epochs, callbacks=run.callbacks(patience=args.patience))
+        fit_seconds = time.perf_counter() - fit_start
+        model.save(run.folder / MODEL_FILE)
+        write_labels(run.folder, train.class_names)
 
-    # 4. Report the saved model on the validation images: the last epoch's, or early stopping's best.
-    probabilities, losses = predictions_and_losses(model, validation_data)  # the loss as Model.fit logged it
-    metrics = classification_metrics(validation.labels, probabilities, train.class_names, losses)
-    val_history = history.history.get("val_accuracy", [])
-    best_epoch = int(np.argmax(val_history)) + 1 if val_history else None
-    metrics.update(
-        stage="finetune",
-        val_accuracy_before=float(before_accuracy),
-        # Early stopping puts its best epoch's weights back at the end of training, stopped or not.
-        reported_epoch=best_epoch if args.patience else len(val_history),
-        best_val_accuracy=float(max(val_history)) if val_history else None,
-        best_epoch=best_epoch,
-        epochs_run=len(val_history),
-        n_train=len(train),
-        n_val=len(validation),
-        backbone=args.backbone,
-        weights=str(args.weights),
-        image_size=args.image_size,
-        frozen_layers=index,
-        fit_seconds=round(fit_seconds, 2),
-        seconds=round(time.perf_counter() - start, 2),
-    )
-    finish_run(run_dir, history.history, metrics, title=f"fine-tune ({args.backbone})")
-    print_summary(run_dir, metrics)
-    return metrics
+        # 4. Report the saved model on the validation images: the last epoch's, or early stopping's best.
+        probabilities, losses = predictions_and_losses(model, validation_data)  # the loss as Model.fit logged it
+        metrics = classification_metrics(validation.labels, probabilities, train.class_names, losses)
+        val_history = history.history.get("val_accuracy", [])
+        best_epoch = int(np.argmax(val_history)) + 1 if val_history else None
+        metrics.update(
+            stage="finetune",
+            val_accuracy_before=float(before_accuracy),
+            # Early stopping puts its best epoch's weights back at the end of training, stopped or not.
+            reported_epoch=best_epoch if args.patience else len(val_history),
+            best_val_accuracy=float(max(val_history)) if val_history else None,
+            best_epoch=best_epoch,
+            epochs_run=len(val_history),
+            n_train=len(train),
+            n_val=len(validation),
+            backbone=args.backbone,
+            weights=str(args.weights),
+            image_size=args.image_size,
+            frozen_layers=index,
+            fit_seconds=round(fit_seconds, 2),
+            seconds=round(time.perf_counter() - start, 2),
+        )
+        return run.finish(history.history, metrics, title=f"fine-tune ({args.backbone})")
 
 
 if __name__ == "__main__":

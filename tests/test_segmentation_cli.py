@@ -168,14 +168,16 @@ def test_input_size_is_the_window_whatever_the_backbone():
 
 def test_distribute_mirrored_trains_as_one_device(data, tmp_path, monkeypatch):
     """--distribute mirrored (one CPU replica here) builds the networks in its scope and takes the same steps."""
+    import tensorflow as tf
+
     losses, strategies = {}, []
-    original = train.train
+    original = train.build_networks
 
-    def recording_train(*args, strategy=None, **kwargs):
-        strategies.append(type(strategy).__name__)
-        return original(*args, strategy=strategy, **kwargs)
+    def recording_build(*args, **kwargs):
+        strategies.append(isinstance(tf.distribute.get_strategy(), tf.distribute.MirroredStrategy))
+        return original(*args, **kwargs)
 
-    monkeypatch.setattr(train, "train", recording_train)
+    monkeypatch.setattr(train, "build_networks", recording_build)
     for mode in ("none", "mirrored"):
         run = train.main(["--method", "gan", "--data-dir", str(data), "--epochs", "1", "--skip-test",
                           "--distribute", mode, "--output-dir", str(tmp_path / mode), *TINY])
@@ -184,6 +186,6 @@ def test_distribute_mirrored_trains_as_one_device(data, tmp_path, monkeypatch):
         with open(run / "steps.csv") as handle:
             steps = list(csv.DictReader(handle))
         losses[mode] = [(float(row["l1"]), float(row["discriminator_loss"])) for row in steps]
-    assert strategies == ["NoneType", "MirroredStrategy"]
+    assert strategies == [False, True]
     assert len(losses["mirrored"]) == len(losses["none"]) == 5
     np.testing.assert_allclose(losses["mirrored"], losses["none"], rtol=1e-4, atol=1e-6)

@@ -9,8 +9,9 @@ from segmentation_synthetic import draw_pair
 
 from segmentation import losses
 from segmentation.discriminator import build_discriminator
+from segmentation.finetuning import depth_at, parse_unfreeze, phases
+from segmentation.gan import gan_step
 from segmentation.networks import build_tlbsn, build_unet, set_trainable_depth
-from segmentation.train import depth_at, gan_step, parse_unfreeze, phases
 
 
 def batch_of_discs(count=4, size=32, seed=0):
