@@ -115,12 +115,19 @@ class Run:
         """``make(batch_size, part)`` on one device (``part=None``), or once per worker with its part."""
         return self._strategy.dataset(make, batch_size)
 
-    def images(self, paths, labels, image_size, batch_size: int, **options):
-        """``common.data.make_dataset(paths, labels, image_size, batch_size, **options)``, per worker its part."""
+    def images(self, paths, labels, image_size, batch_size: int, *, repeat: bool = False, **options):
+        """``common.data.make_dataset(paths, labels, image_size, batch_size, **options)``, per worker its part.
+
+        ``repeat=True`` makes it endless on one device too, for ``run.loop``,
+        which counts steps rather than passes (under a strategy it always is).
+        """
         from common.data import make_dataset
 
-        return self.dataset(lambda size, part: make_dataset(paths, labels, image_size, size, shard=part, **options),
-                            batch_size)
+        def make(size, part):
+            dataset = make_dataset(paths, labels, image_size, size, shard=part, **options)
+            return dataset.repeat() if repeat else dataset
+
+        return self.dataset(make, batch_size)
 
     def batches(self, x, y, batch_size: int, *, epochs: int, seed: int | None = None):
         """Arrays in memory as the same global batches on one device and on many (a fresh order per epoch)."""
