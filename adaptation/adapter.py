@@ -416,7 +416,8 @@ class DomainAdapter(ClassifierMixin, TransformerMixin, BaseEstimator):
         with self._scope():
             groups = self._optimizers(network, max(1, epochs * steps_per_epoch), settings)
         self.optimizer_ = groups[-1][0]  # the new layers' optimizer: its learning rate is lr_p
-        step = self._make_step(network, groups, settings)
+        replicas = 1 if self.strategy is None else int(self.strategy.num_replicas_in_sync)
+        step = self._make_step(network, groups, settings, replicas)
         quiet = contextlib.nullcontext() if self.verbose else contextlib.redirect_stdout(io.StringIO())
         with quiet:
             self.history_ = train_loop(
@@ -452,8 +453,12 @@ class DomainAdapter(ClassifierMixin, TransformerMixin, BaseEstimator):
                                     weight_decay=settings["weight_decay"] or None)
 
     @staticmethod
-    def _make_step(network, groups, settings: dict):
-        """The training step for ``common.loop.train_loop``: step(batch, progress) -> logged scalars."""
+    def _make_step(network, groups, settings: dict, replicas: int = 1):
+        """The training step for ``common.loop.train_loop``: step(batch, progress) -> logged scalars.
+
+        Each of the ``replicas`` computes its share of the global batch's loss
+        (the summed gradients are one device's); the logged values are this
+        replica's, which the loop averages."""
         method = settings["method"]
         global_batch = settings["batch_size"]
         trade_off, lambda_schedule = settings["trade_off"], settings["lambda_schedule"]
@@ -472,7 +477,6 @@ class DomainAdapter(ClassifierMixin, TransformerMixin, BaseEstimator):
 
         def step(batch, progress):
             (source_x, source_y), target_x = batch
-            replicas = tf.distribute.get_strategy().num_replicas_in_sync
             weight = trade_off * adaptation_weight(progress, lambda_schedule)
             values = {}
             with tf.GradientTape() as tape:

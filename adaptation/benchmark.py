@@ -43,18 +43,12 @@ from pathlib import Path
 import numpy as np
 
 from adaptation.adapter import DEFAULT_LAMBDA_SCHEDULE
+from adaptation.arguments import check_trade_off, check_views
+from adaptation.candidates import trade_off_candidates, train_once
 from adaptation.data import load_pair
 from adaptation.features import VIEWS
+from adaptation.inputs import VALIDATION_FRACTION, predict_views, prepare_frozen
 from adaptation.selection import TRADE_OFF_GRID, select_by_entropy
-from adaptation.train import (
-    VALIDATION_FRACTION,
-    check_trade_off,
-    check_views,
-    predict_views,
-    prepare_frozen,
-    trade_off_candidates,
-    train_once,
-)
 from common import cli
 from common.data import split_per_class
 from common.errors import UserError, main_guard
@@ -66,6 +60,9 @@ METHODS = ("source-only", "adabn", "coral", "tca", "jda", "dan", "dann", "cdan",
 #: target's own BatchNorm statistics (AdaBN on top; no more training, the same lambda)
 WITH_ADABN = ("coral+adabn", "dan+adabn", "dann+adabn", "cdan+adabn", "cdan+e+adabn")
 DIRECTIONS = ("flower_photos->flower17", "flower17->flower_photos")
+#: the run-folder and device flags every training command has: the benchmark writes no run folder (its rows go
+#: to --json) and runs on one device, so that its rows compare like with like
+NOT_HERE = ("tensorboard", "distribute", "scale_learning_rate", "output_dir")
 
 
 def parse_args(argv=None):
@@ -75,8 +72,8 @@ def parse_args(argv=None):
         epochs=20, batch_size=32,
         data_help="the folder holding flower_photos/ and flower17/ (e.g. ../shared/data); only read",
     )
-    for action in parser._actions:  # no run folder for TensorBoard; runs on one device (compare like with like)
-        if action.dest in ("tensorboard", "distribute", "scale_learning_rate", "output_dir"):
+    for action in parser._actions:
+        if action.dest in NOT_HERE:
             action.help = argparse.SUPPRESS
         if action.dest == "batch_size":
             action.help = "source and target images per step, each (default: %(default)s)"
@@ -99,7 +96,7 @@ def parse_args(argv=None):
                        help="the candidates of --trade-off auto (default: %(default)s)")
     table.add_argument("--json", default=None, metavar="PATH", help="write the rows to this JSON file")
     args = cli.resolve(parser.parse_args(argv))
-    if args.distribute != "none" or args.tensorboard or args.output_dir:
+    if any(getattr(args, name) != parser.get_default(name) for name in NOT_HERE):
         parser.error("the benchmark runs on one device and writes no run folder (its rows go to --json PATH): "
                      "use adaptation.train for --distribute, --tensorboard and --output-dir")
     args.methods = [m.strip() for m in args.methods.split(",") if m.strip()]

@@ -1,4 +1,4 @@
-"""Deep domain adaptation (textbook 12.4.3-12.4.4): DANN, DAN, Deep CORAL or AdaBN, labelled source to unlabelled target.
+"""Deep domain adaptation (textbook 12.4.3-12.4.4): DANN, CDAN, DAN, Deep CORAL or AdaBN, labelled source to unlabelled target.
 
     python -m adaptation.train --source flower_photos --target flower17 --method dann \\
         --data-dir ../shared/data --weights ../shared/weights/mobilenet_v2_1.0_224_no_top.h5
@@ -48,46 +48,26 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import csv
 import time
-from pathlib import Path
 
-import keras
-import numpy as np
-
-from adaptation.adapter import ADVERSARIAL, DEFAULT_LAMBDA_SCHEDULE, METHODS, DomainAdapter
-from adaptation.data import COLLECTIONS, load_pair
-from adaptation.features import VIEWS, FrozenFeatures
-from adaptation.measures import domain_mmd2, proxy_a_distance
-from adaptation.model import BOTTLENECK_UNITS, image_encoder, vector_encoder
-from adaptation.plots import plot_epochs, plot_features, plot_steps
+from adaptation.adapter import DEFAULT_LAMBDA_SCHEDULE, METHODS
+from adaptation.arguments import add_domain_arguments, check_trade_off, check_views
+from adaptation.candidates import trade_off_candidates, train_once
+from adaptation.data import load_pair
+from adaptation.features import VIEWS
+from adaptation.inputs import VALIDATION_FRACTION, prepare
+from adaptation.model import BOTTLENECK_UNITS
+from adaptation.report import measure, print_summary, score, write_run
 from adaptation.schedules import LAMBDA_SCHEDULES, LEARNING_RATE_SCHEDULES
-from adaptation.selection import TRADE_OFF_GRID, prediction_entropy, select_by_entropy
-from common import cli, distribute
-from common.data import decode_image, split_per_class
+from adaptation.selection import TRADE_OFF_GRID, select_by_entropy
+from common import cli
+from common.data import split_per_class
 from common.errors import main_guard
 from common.files import check_apart
-from common.predict import MODEL_FILE, write_labels
-from common.reports import classification_metrics, plot_confusion, write_history, write_metrics
-from common.training import save_config, set_seed, tensorboard_for_loop
+from common.run import Run
 
 OUTPUT_PARENT = "runs/adaptation"
 DEFAULT_DATA_DIR = "data"
-VALIDATION_FRACTION = 0.1
-PRETRAINED_RATE_SCALE = 0.1  # the papers train pretrained layers at a tenth of the new layers' rate
-
-
-def add_adaptation_arguments(parser) -> None:
-    """The flags that pick the domains, shared with ``adaptation.benchmark``."""
-    domains = parser.add_argument_group("domains")
-    domains.add_argument("--source", default="flower_photos", choices=COLLECTIONS,
-                         help="labelled source collection under --data-dir (default: flower_photos)")
-    domains.add_argument("--target", default="flower17", choices=COLLECTIONS,
-                         help="unlabelled target collection under --data-dir (default: flower17)")
-    domains.add_argument("--source-dir", default=None,
-                         help="instead of --source: any folder of class folders (only read)")
-    domains.add_argument("--target-dir", default=None,
-                         help="instead of --target: any folder of class folders with the source's class names (only read)")
 
 
 def parse_args(argv=None):
@@ -102,7 +82,7 @@ def parse_args(argv=None):
         batch_size=32,
         data_help="the folder holding flower_photos/ and flower17/ (e.g. ../shared/data); only read",
     )
-    add_adaptation_arguments(parser)
+    add_domain_arguments(parser)
     method = parser.add_argument_group("adaptation")
     method.add_argument("--method", default="dann", choices=METHODS, help="(default: dann)")
     method.add_argument("--trade-off", default="auto",
@@ -113,7 +93,8 @@ def parse_args(argv=None):
                         help="the candidates of --trade-off auto (default: %(default)s)")
     method.add_argument("--lambda-schedule", choices=LAMBDA_SCHEDULES, default=None,
                         help="dann: 2 / (1 + exp(-10 p)) - 1 times --trade-off; constant: --trade-off throughout "
-                        "(default: " + ", ".join(f"{schedule} for {name}" for name, schedule in DEFAULT_LAMBDA_SCHEDULE.items()) + ")")
+                        "(default: " + ", ".join(f"{schedule} for {name}"
+                                                 for name, schedule in DEFAULT_LAMBDA_SCHEDULE.items()) + ")")
     method.add_argument("--kernels", type=int, default=5,
                         help="DAN: Gaussian kernels around the median-heuristic bandwidth, spaced by 2 (default: 5)")
     method.add_argument("--estimator", choices=("biased", "unbiased", "linear"), default="biased",
@@ -155,286 +136,61 @@ def check_arguments(parser, args) -> None:
         args.lambda_schedule = DEFAULT_LAMBDA_SCHEDULE.get(args.method, "constant")
 
 
-def check_trade_off(parser, args) -> None:
-    """--trade-off (a number or auto) and --trade-off-grid (a comma list) to numbers; shared with the benchmark."""
-    try:
-        args.trade_off_grid = [float(value) for value in str(args.trade_off_grid).split(",") if value.strip()]
-        if args.trade_off != "auto":
-            args.trade_off = float(args.trade_off)
-    except ValueError:
-        parser.error(f"--trade-off takes a number or auto, --trade-off-grid a comma list of numbers; got "
-                     f"{args.trade_off!r} and {args.trade_off_grid!r}")
-    if (args.trade_off != "auto" and args.trade_off < 0) or not args.trade_off_grid or min(args.trade_off_grid) < 0:
-        parser.error("--trade-off and --trade-off-grid take numbers of 0 or more")
-
-
-def check_views(parser, args) -> None:
-    """--views as a checked comma list with the original view first: the first view is the one TCA/JDA and
-    the before/after measures read; shared with the benchmark."""
-    views = [view.strip() for view in args.views.split(",") if view.strip()]
-    unknown = [view for view in views if view not in VIEWS]
-    if unknown or not views:
-        parser.error(f"--views takes a comma list of {', '.join(VIEWS)}; got {args.views!r}")
-    args.views = ",".join(["original"] + [view for view in views if view != "original"])
-
-
-def frozen(args) -> bool:
-    return str(args.unfreeze_from).lower() == "none"
-
-
-# ---------------------------------------------------------------------- data
-def prepare_frozen(args, pair, train_rows, validation_rows):
-    """Cached backbone features: arrays for training, validation, scoring and the 'before' measures."""
-    views = tuple(args.views.split(","))
-    features = FrozenFeatures(args.backbone, args.weights, args.image_size, args.cache_dir)
-    started = time.perf_counter()
-    print(f"backbone features ({args.backbone}, {args.image_size}px, views {', '.join(views)}), "
-          f"cache {args.cache_dir}", flush=True)
-    source = features.extract(pair.source.paths, views, description="source features")
-    target = features.extract(pair.target.paths, views, description="target features")
-    print(f"  {source.computed + target.computed} computed, {source.reused + target.reused} read from the cache, "
-          f"{time.perf_counter() - started:.1f} s", flush=True)
-    source_labels = pair.source.labels[source.kept]
-    position = {index: row for row, index in enumerate(source.kept)}
-    train = np.asarray([position[i] for i in train_rows if i in position], int)
-    validation = np.asarray([position[i] for i in validation_rows if i in position], int)
-    return {
-        "encoder": vector_encoder(features.dim, name=f"{args.backbone}_features"),
-        "source_train": (np.concatenate([source.features[view][train] for view in views]),
-                         np.tile(source_labels[train], len(views))),
-        "target_train": np.concatenate([target.features[view] for view in views]),
-        "source_validation": (source.features["original"][validation], source_labels[validation]),
-        # what is scored: every view (predictions averaged) or the plain image alone (--score-on)
-        "source_validation_views": [source.features[view][validation] for view in scored_views(args, views)],
-        "target_views": [target.features[view] for view in scored_views(args, views)],
-        "source_all": (source.features["original"], source_labels),
-        "source_train_rows": train,  # rows of source_all trained on
-        "target_all": target.features["original"],
-        "target_labels": pair.target.labels[target.kept],
-        "before_source": source.features["original"],
-        "before_target": target.features["original"],
-        "feature_seconds": time.perf_counter() - started,
-        "frozen": features,
-        "trained": f"bottleneck, classifier{' and discriminator' if args.method in ADVERSARIAL else ''} on frozen "
-                   f"{args.backbone} features ({len(views)} views: {', '.join(views)})",
-    }
-
-
-def scored_views(args, views) -> tuple:
-    return tuple(views) if getattr(args, "score_on", "views") == "views" else ("original",)
-
-
-def predict_views(adapter: DomainAdapter, inputs: list, domain: str) -> np.ndarray:
-    """Class probabilities averaged over the views of the same images (test-time augmentation)."""
-    return np.mean([adapter.predict_proba(view, domain=domain) for view in inputs], axis=0)
-
-
-def image_examples(paths, labels, image_size: int, mirror: bool = False, seed: int = 0):
-    """Unbatched decoded images (0..255), labels alongside when given; a random mirror if asked."""
-    import tensorflow as tf
-
-    size = (int(image_size), int(image_size))
-    paths = [str(path) for path in paths]
-    if labels is None:
-        dataset = tf.data.Dataset.from_tensor_slices(paths).map(
-            lambda path: decode_image(path, size), num_parallel_calls=tf.data.AUTOTUNE)
-        if mirror:
-            dataset = dataset.map(lambda image: tf.image.random_flip_left_right(image, seed=seed))
-        return dataset
-    dataset = tf.data.Dataset.from_tensor_slices((paths, np.asarray(labels, np.int32))).map(
-        lambda path, label: (decode_image(path, size), label), num_parallel_calls=tf.data.AUTOTUNE)
-    if mirror:
-        dataset = dataset.map(lambda image, label: (tf.image.random_flip_left_right(image, seed=seed), label))
-    return dataset
-
-
-def prepare_images(args, pair, train_rows, validation_rows):
-    """The backbone trains from --unfreeze-from on: datasets of images, and the pretrained features as 'before'."""
-    encoder, base, first = image_encoder(args.backbone, args.weights, args.image_size, args.unfreeze_from)
-    print(f"training {args.backbone} from layer {first} ({base.layers[min(first, len(base.layers) - 1)].name}) on, "
-          "on images", flush=True)
-    source, target = pair.source, pair.target
-    started = time.perf_counter()
-    before_source = encoder.predict(image_examples(source.paths, None, args.image_size).batch(32), verbose=0)
-    before_target = encoder.predict(image_examples(target.paths, None, args.image_size).batch(32), verbose=0)
-    train_rows = np.asarray(train_rows, int)
-    return {
-        "encoder": encoder,
-        "source_train": image_examples([source.paths[i] for i in train_rows], source.labels[train_rows],
-                                       args.image_size, mirror=True, seed=args.seed),
-        "source_train_size": len(train_rows),
-        "target_train": image_examples(target.paths, None, args.image_size, mirror=True, seed=args.seed + 1),
-        "target_train_size": len(target),
-        "source_validation": (image_examples([source.paths[i] for i in validation_rows], None, args.image_size),
-                              source.labels[np.asarray(validation_rows, int)]),
-        "source_validation_views": [image_examples([source.paths[i] for i in validation_rows], None, args.image_size)],
-        "target_views": [image_examples(target.paths, None, args.image_size)],
-        "source_all": (image_examples(source.paths, None, args.image_size), source.labels),
-        "target_all": image_examples(target.paths, None, args.image_size),
-        "target_labels": target.labels,
-        "before_source": before_source,
-        "before_target": before_target,
-        "feature_seconds": time.perf_counter() - started,
-        "frozen": None,
-        "trained": f"{args.backbone} from layer {base.layers[min(first, len(base.layers) - 1)].name} on, bottleneck, "
-                   f"classifier{' and discriminator' if args.method in ADVERSARIAL else ''}, on images",
-    }
-
-
-# ---------------------------------------------------------------------- run
-def make_adapter(args, encoder, pretrained: bool, trade_off: float = 1.0, strategy=None,
-                 steps_per_epoch=None) -> DomainAdapter:
-    return DomainAdapter(
-        encoder, args.method, epochs=args.epochs, steps_per_epoch=steps_per_epoch, verbose=True,
-        bottleneck=args.bottleneck, batch_size=args.batch_size, learning_rate=args.learning_rate,
-        momentum=args.momentum, weight_decay=args.weight_decay, learning_rate_schedule=args.lr_schedule,
-        trade_off=trade_off, lambda_schedule=args.lambda_schedule,
-        encoder_learning_rate_scale=PRETRAINED_RATE_SCALE if pretrained else 1.0,
-        n_kernels=args.kernels, mmd_estimator=args.estimator, random_state=args.seed, strategy=strategy,
-    )
-
-
-def trade_off_candidates(args) -> list[float]:
-    if args.method in ("source-only", "adabn"):
-        return [0.0]
-    if args.trade_off == "auto":
-        return list(args.trade_off_grid)
-    return [float(args.trade_off)]
-
-
-def train_once(args, pair, prepared, trade_off: float, encoder_weights=None, log_dir=None, strategy=None) -> dict:
-    """One training run with lambda's maximum ``trade_off``; its target entropy is the only target statistic.
-
-    ``log_dir``: a folder for TensorBoard's logs of this run (``--tensorboard``), or None."""
-    set_seed(args.seed)
-    if encoder_weights is not None:
-        prepared["encoder"].set_weights(encoder_weights)
-    steps_per_epoch = None
-    if not frozen(args):
-        steps_per_epoch = -(-max(prepared["source_train_size"], prepared["target_train_size"]) // args.batch_size)
-    adapter = make_adapter(args, prepared["encoder"], pretrained=not frozen(args), trade_off=trade_off,
-                           strategy=strategy, steps_per_epoch=steps_per_epoch)
-    validation_labels = prepared["source_validation"][1]
-    board = []  # TensorBoard's callbacks, made at the first epoch's end, once the optimizer exists
-
-    def on_epoch_end(epoch, row):
-        probabilities = predict_views(adapter, prepared["source_validation_views"], "source")
-        extra = {"source_val_accuracy": float(np.mean(probabilities.argmax(axis=1) == validation_labels))}
-        if log_dir is not None:
-            if not board:
-                board.append(tensorboard_for_loop(log_dir, adapter.network_.full_model(), adapter.optimizer_))
-            board[0].on_epoch_end(epoch - 1, {key: float(value) for key, value in {**row, **extra}.items()
-                                              if key != "epoch"})
-        return extra
-
-    started = time.perf_counter()
-    label = f"{args.method} {pair.direction}" + (f" trade-off {trade_off:g}" if args.method not in ("source-only", "adabn") else "")
-    history = adapter.fit_domains(prepared["source_train"], prepared["target_train"], n_classes=len(pair.class_names),
-                                  on_epoch_end=on_epoch_end, description=label).history_
-    seconds = time.perf_counter() - started
-    if board:
-        board[0].on_train_end()
-    # unsupervised: the predicted distributions on the unlabelled target, no labels
-    entropy = prediction_entropy(predict_views(adapter, prepared["target_views"], "target"))
-    return {"adapter": adapter, "history": history, "trade_off": trade_off, "target_entropy": entropy,
-            "source_val_accuracy": history.epochs[-1]["source_val_accuracy"], "seconds": seconds,
-            "encoder_weights": prepared["encoder"].get_weights() if encoder_weights is not None else None}
-
-
-def saved_model(args, adapter: DomainAdapter, prepared) -> keras.Model:
-    """Pixels (0..255) in, class probabilities out, whichever way the encoder was trained."""
-    network = adapter.network_
-    if prepared["frozen"] is None:
-        return network.full_model(name=f"adapted_{args.backbone}_{args.method.replace('-', '_')}")
-    from common.backbones import build_model
-
-    def head(pooled):
-        return keras.layers.Softmax(name="probabilities")(network.classifier(network.bottleneck(pooled)))
-
-    model, _ = build_model(args.backbone, args.weights, args.image_size, head=head, pooling="avg",
-                           base=prepared["frozen"].base,
-                           name=f"adapted_{args.backbone}_{args.method.replace('-', '_')}")
-    return model
-
-
-def write_steps(path, steps: list[dict]) -> Path:
-    keys = list(steps[0]) if steps else []
-    with open(path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=keys)
-        writer.writeheader()
-        writer.writerows(steps)
-    return Path(path)
-
-
-def protect_data(args, pair) -> None:
-    """The run folder may not lie inside a data folder: those are only read."""
-    if not args.output_dir:
-        return
-    for root in (pair.source.root, pair.target.root):
-        check_apart(args.output_dir, root, "--output-dir")
-
-
 @main_guard
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    with distribute.setup(args.distribute) as distribution:
-        return run(args, distribution)
-
-
-def run(args, distribution) -> dict:
-    """Train, choose lambda, score the target once, report; under ``--distribute`` the networks live in its scope."""
-    strategy = None if distribution.name == "none" else distribution.strategy
-    args.learning_rate = distribution.learning_rate(args.learning_rate, args.scale_learning_rate)
+    # 12.2.2: a labelled source, an unlabelled target, the same classes (checked before any run folder exists)
     pair = load_pair(None if args.source_dir else args.source, None if args.target_dir else args.target,
                      args.data_dir, args.source_dir, args.target_dir)
-    protect_data(args, pair)
-    run_dir = distribution.make_run_dir(args.output_dir, OUTPUT_PARENT,
-                                        f"{pair.source_name}-{pair.target_name}-{args.method}")
-    save_config(run_dir, {**cli.config_of(args), **distribution.describe(), "direction": pair.direction, "class_names": pair.class_names,
-                          "source_images": len(pair.source), "target_images": len(pair.target)})
+    for root in (pair.source.root, pair.target.root) if args.output_dir else ():
+        check_apart(args.output_dir, root, "--output-dir")  # the data folders are only read
+    config = {"direction": pair.direction, "class_names": pair.class_names,
+              "source_images": len(pair.source), "target_images": len(pair.target)}
+    with Run(args, f"{pair.source_name}-{pair.target_name}-{args.method}", parent=OUTPUT_PARENT,
+             config=config) as run:
+        return adapt(args, pair, run)
+
+
+def adapt(args, pair, run: Run) -> dict:
+    """Train (once per lambda candidate), choose lambda without target labels, score the target once, report."""
+    args.learning_rate = run.learning_rate(args.learning_rate)
+    run.record()  # the learning rate as trained with
     print(f"{pair.direction}: {len(pair.source)} source images, {len(pair.target)} target images, "
           f"classes {', '.join(pair.class_names)}; method {args.method}", flush=True)
-    set_seed(args.seed)
     started = time.perf_counter()
+    # 1. the inputs: 10 % of each source class held out; the backbone's features of every view, or images
     train_rows, validation_rows = split_per_class(pair.source.labels, VALIDATION_FRACTION, seed=args.seed)
-    with distribution.scope():  # the encoder's variables, mirrored under a strategy
-        prepared = (prepare_frozen if frozen(args) else prepare_images)(args, pair, train_rows, validation_rows)
-    encoder_weights = prepared["encoder"].get_weights()  # every candidate starts from the same encoder
+    prepared = prepare(args, pair, train_rows, validation_rows)
 
+    # 2. eq. 21-22 trained once per candidate lambda, each from the same encoder
+    encoder_weights = prepared["encoder"].get_weights()
     candidates = trade_off_candidates(args)
+    several = len(candidates) > 1
     runs = []
     for trade_off in candidates:
-        log_dir = None
-        if args.tensorboard:  # one log per candidate: tensorboard --logdir <run folder> shows them side by side
-            log_dir = run_dir / f"trade-off-{trade_off:g}" if len(candidates) > 1 else run_dir
-        run = train_once(args, pair, prepared, trade_off,
-                         encoder_weights=encoder_weights if len(candidates) > 1 else None, log_dir=log_dir,
-                         strategy=strategy)
-        runs.append(run)
-        if len(candidates) > 1:
-            print(f"trade-off {trade_off:g}: mean entropy of the target predictions {run['target_entropy']:.4f}, "
-                  f"source validation accuracy {run['source_val_accuracy']:.4f}", flush=True)
-    chosen = select_by_entropy(runs) if len(runs) > 1 else runs[0]
-    adapter, history, training_seconds = chosen["adapter"], chosen["history"], sum(run["seconds"] for run in runs)
-    validation_labels = prepared["source_validation"][1]
-    if len(runs) > 1:
+        under = f"trade-off-{trade_off:g}" if several else None  # one TensorBoard log per candidate
+
+        def board(model, optimizer, under=under):
+            return run.board(model, optimizer, under=under)
+
+        result = train_once(args, pair, prepared, trade_off, encoder_weights=encoder_weights if several else None,
+                            board=board, strategy=run.strategy)
+        runs.append(result)
+        if several:
+            print(f"trade-off {trade_off:g}: mean entropy of the target predictions {result['target_entropy']:.4f}, "
+                  f"source validation accuracy {result['source_val_accuracy']:.4f}", flush=True)
+
+    # 3. lambda chosen by the unlabelled target's mean prediction entropy
+    chosen = select_by_entropy(runs) if several else runs[0]
+    adapter, history = chosen["adapter"], chosen["history"]
+    training_seconds = sum(result["seconds"] for result in runs)
+    if several:
         print(f"chosen trade-off {chosen['trade_off']:g} (lowest target entropy)", flush=True)
         prepared["encoder"].set_weights(chosen["encoder_weights"])  # the candidates share one encoder
 
-    # The target's labels, used here for the first and only time: scoring.
-    target_probabilities = predict_views(adapter, prepared["target_views"], "target")
-    target = classification_metrics(prepared["target_labels"], target_probabilities, pair.class_names)
-    source_validation = float(np.mean(
-        predict_views(adapter, prepared["source_validation_views"], "source").argmax(axis=1) == validation_labels))
-    source_inputs, source_labels = prepared["source_all"]
-    after_source = adapter.transform(source_inputs, domain="source")
-    after_target = adapter.transform(prepared["target_all"], domain="target")
-    measures = {
-        "mmd2": {"before": domain_mmd2(prepared["before_source"], prepared["before_target"], seed=args.seed),
-                 "after": domain_mmd2(after_source, after_target, seed=args.seed)},
-        "a_distance": {"before": proxy_a_distance(prepared["before_source"], prepared["before_target"], seed=args.seed),
-                       "after": proxy_a_distance(after_source, after_target, seed=args.seed)},
-    }
+    # 4. the target's labels, used here for the first and only time: scoring; then the domains' distance
+    target, source_validation = score(adapter, prepared, pair.class_names)
+    measures, after = measure(adapter, prepared, args.seed)
     metrics = {
         "direction": pair.direction,
         "method": args.method,
@@ -449,41 +205,20 @@ def run(args, distribution) -> dict:
                                  + (" (AdaBN: each domain with its own BatchNorm statistics)" if args.method == "adabn" else "")},
         "trade_off": chosen["trade_off"],
         "trade_off_selection": [
-            {key: run[key] for key in ("trade_off", "target_entropy", "source_val_accuracy", "seconds")} for run in runs
-        ] if len(runs) > 1 else None,
+            {key: result[key] for key in ("trade_off", "target_entropy", "source_val_accuracy", "seconds")}
+            for result in runs
+        ] if several else None,
         "trained": prepared["trained"],
         "steps": len(history.steps),
         "seconds": {"features": round(prepared["feature_seconds"], 2), "training": round(training_seconds, 2),
                     "total": round(time.perf_counter() - started, 2)},
     }
 
-    title = f"{args.method}, {pair.direction}"
-    epochs = [{key: value for key, value in row.items()} for row in history.epochs]
-    write_history(run_dir / "history.csv", {key: [row.get(key) for row in epochs] for key in epochs[0]})
-    write_steps(run_dir / "steps.csv", history.steps)
-    plot_epochs(history.epochs, run_dir / "curves.png", title=title)
-    plot_steps(history.steps, run_dir / "steps.png", title=title)
-    plot_confusion(target["confusion_matrix"], pair.class_names, run_dir / "confusion.png",
-                   title=f"target confusion ({title})")
-    plot_features(
-        [(f"before: {args.backbone} features", prepared["before_source"], prepared["before_target"]),
-         (f"after: {args.method} bottleneck", after_source, after_target)],
-        source_labels, prepared["target_labels"], pair.class_names, run_dir / "features.png",
-        method=args.embedding, seed=args.seed,
-    )
-    saved_model(args, adapter, prepared).save(run_dir / MODEL_FILE)
-    write_labels(run_dir, pair.class_names)
-    write_metrics(run_dir, metrics)
-
-    print(f"target accuracy {metrics['target_accuracy']:.4f} ({pair.target_name}, {len(prepared['target_labels'])} images)")
-    for name, accuracy in target["per_class_accuracy"].items():
-        print(f"  {name:>12s}: {accuracy:.4f}" if accuracy is not None else f"  {name:>12s}: -")
-    print(f"source validation accuracy {source_validation:.4f}")
-    print(f"MMD^2 {measures['mmd2']['before']:.4f} -> {measures['mmd2']['after']:.4f}, "
-          f"proxy A-distance {measures['a_distance']['before']:.3f} -> {measures['a_distance']['after']:.3f}")
-    print(f"trained {metrics['trained']}: {metrics['steps']} steps, {training_seconds:.1f} s")
-    print(f"wrote {Path(run_dir).resolve()}")
-    return metrics
+    # 5. the run folder
+    write_run(run.folder, args, adapter, history, prepared, after, target, pair.class_names,
+              title=f"{args.method}, {pair.direction}")
+    print_summary(metrics, pair.target_name, len(prepared["target_labels"]), training_seconds)
+    return run.finish({}, metrics)  # metrics.json; history.csv and the curves are adaptation's own
 
 
 if __name__ == "__main__":
