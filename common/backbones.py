@@ -18,6 +18,7 @@ import hashlib
 from pathlib import Path
 
 import keras
+import numpy as np
 
 from common.errors import UserError
 from common.files import first_line, keras_home, offline_error
@@ -242,3 +243,86 @@ def freeze_below(base: keras.Model, first_trainable: str | int | None) -> int:
 def default_unfreeze_from(backbone: str) -> str:
     """The backbone's default first trainable layer (``UNFREEZE_FROM``)."""
     return UNFREEZE_FROM[get_spec(backbone).name][0]
+
+
+# ---------------------------------------------------------------- surgery: where fine-tuning cuts the base
+def split_base(base: keras.Model, first_trainable) -> tuple[keras.Model, keras.Model, str]:
+    """(bottom, top, name): the frozen layers before ``first_trainable``, the unfrozen rest, and where they meet.
+
+    Works at a block boundary, where one tensor carries everything the top
+    needs; a layer inside a block is refused.
+    """
+    index = layer_index(base, first_trainable)
+    name = base.layers[min(index, len(base.layers) - 1)].name
+    cut = base.input if index == 0 else base.layers[index].input
+    if isinstance(cut, (list, tuple)):
+        raise UserError(f"--unfreeze-from {name} takes several inputs; choose the first layer of a block")
+    try:
+        top = keras.Model(cut, base.output, name=f"{base.name}_top")
+        inside = {layer.name for layer in top.layers if not isinstance(layer, keras.layers.InputLayer)}
+    except ValueError:  # the output also depends on tensors before the cut
+        inside = set()
+    expected = {layer.name for layer in base.layers[index:] if not isinstance(layer, keras.layers.InputLayer)}
+    if inside != expected:
+        raise UserError(
+            f"--unfreeze-from {name} is not a block boundary: layers after it also read layers before it; "
+            "choose the first layer of a block (for example mixed9 for inception_v3, block_14_expand for "
+            "mobilenet_v2)"
+        )
+    bottom = keras.Model(base.input, cut, name=f"{base.name}_bottom")
+    return bottom, top, name
+
+
+def cut_point(args, base: keras.Model):
+    """Where fine-tuning on cached cut maps splits the base (``split_base``), or None.
+
+    None when the command does not fine-tune (no ``--finetune-epochs``, or
+    0) or trains the whole network on new images each step
+    (``--finetune-augment``). Read from the command's own flags, so that
+    ``flowers.train`` and ``python -m common.features`` given the same flags
+    cache the same maps. A layer that does not exist, or one inside a block,
+    is refused here, before any long work.
+    """
+    if not getattr(args, "finetune_epochs", 0):
+        return None
+    if getattr(args, "finetune_augment", False):
+        layer_index(base, args.unfreeze_from)  # any layer will do; it has to exist
+        return None
+    return split_base(base, args.unfreeze_from)
+
+
+def announce_cut_maps(first_trainable: str, map_shape, images: int) -> None:
+    """Say how much the cut maps will hold before computing them.
+
+    They sit on disk in the cache and in memory while fine-tuning; from an
+    early layer (``--unfreeze-from Conv1`` caches the preprocessed pixels)
+    that is gigabytes, which a user should learn before the extraction, not
+    after.
+    """
+    values = int(np.prod(map_shape))
+    gigabytes = values * 4 * images / 1e9
+    shape = "x".join(str(int(d)) for d in map_shape)
+    print(
+        f"stage 3 caches what the frozen layers below {first_trainable} output: {shape} = {values:,} values "
+        f"per image, {gigabytes:.2f} GB for {images} images (on disk in the cache, and in memory)"
+    )
+
+
+def bottleneck_extractor(backbone: str, base: keras.Model, pooling: str | None = "avg", cut=None) -> keras.Model:
+    """Pixels -> the bottleneck features; with ``cut`` (``split_base``'s triple), the cut map flattened behind them.
+
+    One pass through the frozen bottom then gives both what the new layer
+    trains on (the pooled vector) and what fine-tuning the top reads (the
+    map at the cut), so fine-tuning never runs the frozen layers again.
+    """
+    if cut is None:
+        return build_model(backbone, base=base, pooling=pooling, name="bottleneck")[0]
+    if pooling != "avg":
+        raise ValueError("the cut map travels behind the average-pooled vector: pooling='avg'")
+    bottom, top, _ = cut
+
+    def vector_and_map(maps):
+        vector = keras.layers.GlobalAveragePooling2D()(top(maps, training=False))
+        return keras.layers.Concatenate()([vector, keras.layers.Flatten()(maps)])
+
+    return build_model(backbone, base=bottom, head=vector_and_map, name="bottleneck_and_cut_map")[0]

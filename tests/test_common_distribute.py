@@ -103,17 +103,3 @@ def test_a_tf_config_that_tensorflow_rejects_is_a_one_line_error(config):
                             env={**os.environ, "TF_CONFIG": config}, cwd=Path(__file__).resolve().parents[1])
     assert result.returncode == 2, result.stderr[-2000:]
     assert "error: TF_CONFIG is not valid" in result.stderr and "Traceback" not in result.stderr
-
-
-@pytest.mark.parametrize("text", ["2/2", "-1/2", "0/0", "1", "a/b", "0/2/3"])
-def test_a_bad_shard_is_refused_by_the_parser(text, capsys):
-    import argparse
-
-    from common.features import add_shard_argument
-
-    parser = argparse.ArgumentParser()
-    add_shard_argument(parser)
-    with pytest.raises(SystemExit) as exit_info:
-        parser.parse_args(["--shard", text])
-    assert exit_info.value.code == 2 and "--shard" in capsys.readouterr().err
-    assert str(parser.parse_args(["--shard", "1/2"]).shard) == "1/2"

@@ -19,6 +19,9 @@ labels cannot slip against features. The slides'
 when n is a multiple of the batch and each class holds n / 2 images in folder
 order; otherwise the last partial batch is dropped and the labels slip
 (docs/textbook-errata.md, E19).
+
+``python -m common.features`` (``__main__.py``) fills a lesson's cache in
+parts, on several processes or machines at once.
 """
 from __future__ import annotations
 
@@ -60,7 +63,7 @@ class Shard:
 
 
 def parse_shard(text: str) -> Shard:
-    """``"INDEX/COUNT"`` (``0/2``, ``1/2``) -> ``Shard``; argparse ``type=`` for ``--shard``."""
+    """``"INDEX/COUNT"`` (``0/2``, ``1/2``) -> ``Shard``; argparse ``type=`` of ``--shard``."""
     import argparse
 
     try:
@@ -73,7 +76,7 @@ def parse_shard(text: str) -> Shard:
 
 
 def add_shard_argument(group) -> None:
-    """``--shard INDEX/COUNT`` for the commands that compute bottleneck features."""
+    """``--shard INDEX/COUNT`` on a lesson (being replaced by ``python -m common.features --shard``)."""
     group.add_argument(
         "--shard",
         type=parse_shard,
@@ -163,8 +166,10 @@ class Extraction:
     skipped: list[tuple[str, str]]
 
 
-def cache_namespace(backbone: str, weights_id: str, image_size: int, pooling: str | None) -> dict:
-    return {
+def cache_namespace(backbone: str, weights_id: str, image_size: int, pooling: str | None,
+                    cut_map: str | None = None) -> dict:
+    """What a cached feature depends on; ``cut_map`` names the layer whose input map is stored behind the vector."""
+    namespace = {
         "backbone": backbone,
         "weights": weights_id,
         "image_size": int(image_size),
@@ -172,6 +177,7 @@ def cache_namespace(backbone: str, weights_id: str, image_size: int, pooling: st
         "resize": RESIZE_METHOD,
         "pooling": pooling or "none",
     }
+    return namespace if cut_map is None else {**namespace, "with_cut_map": cut_map}
 
 
 def extract_features(
@@ -273,3 +279,4 @@ def extract_features(
         seconds=time.perf_counter() - start,
         skipped=skipped,
     )
+
