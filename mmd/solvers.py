@@ -33,8 +33,13 @@ How it is solved, and why (the eigensolvers are in `mmd.eigensolvers`):
   The Frobenius norm of M needed for the protocol's scaling comes from the
   (C+1) x (C+1) Gram matrix E^T E, known from the group sizes.
 * Eq. 20 is solved by `Eq20Solver`: by default the iterative solver, warm-
-  started from the previous JDA iteration, to a residual of `tol`; with
-  `solver="exact"` by Cholesky + a full eigh every iteration.
+  started from the previous JDA iteration, to a residual of `tol` (TCA's
+  single problem exactly); with `solver="exact"` by a dense solve of the k
+  wanted eigenpairs every iteration.  B is formed once per fit; on a CPU the
+  dense products and eigen-solves are NumPy / LAPACK calls (one BLAS
+  thread, `mmd.eigensolvers.blas_threads`), the iterative solver's steps,
+  the projection and the 1-NN compiled TensorFlow graphs, traced once per
+  process (`warm_up`).
 * Nystrom (landmark) kernels: with `n_landmarks=m`, K is replaced by its
   Nystrom approximation through m landmark samples,
   K ~ K_nm K_mm^-1 K_mn = Phi Phi^T with Phi = K_nm K_mm^-1/2 (n x m), and
@@ -71,12 +76,15 @@ see `fit`); `n_components` larger than the problem's rank is clipped
 """
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import tensorflow as tf
 from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin, clone
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
+from . import eigensolvers as _eig
 from . import kernels as _kernels
 from .eigensolvers import SOLVERS, Eq20Solver
 from .validation import (
@@ -158,13 +166,16 @@ def mmd_directions(P, ns: int, ys_codes, yt_codes, n_classes: int, mu: float):
         weights += [mu] * len(kept)
         sizes += list(1.0 / ns_c[kept] + 1.0 / nt_c[kept])
     if not columns:
-        return tf.zeros([int(P.shape[1]), 0], P.dtype), np.zeros(0), 0.0
+        return np.zeros((int(P.shape[1]), 0)), np.zeros(0), 0.0
     w = np.asarray(weights)
     G = np.diag(sizes)
     if mu < 1.0:
         G[0, 1:] = G[1:, 0] = 1.0 / ns + 1.0 / nt
     fro = float(np.sqrt(max(w @ (G * G) @ w, 0.0)))
-    return tf.matmul(P, tf.constant(np.hstack(columns)), transpose_a=True), w, fro
+    E = np.hstack(columns)
+    if isinstance(P, np.ndarray):       # the CPU path: one BLAS product, no tensor copies
+        return P.T @ E, w, fro
+    return tf.matmul(P, tf.constant(E), transpose_a=True), w, fro
 
 
 def select_landmarks(X, n_landmarks: int, method: str = "uniform", random_state=None):
@@ -231,9 +242,10 @@ def nystrom_map(X, L, kernel: str, gamma: float | None = None, rcond: float = 1e
     linear kernel does).  Phi^T Phi = K_mm^-1/2 K_mn K_nm K_mm^-1/2 is summed
     over row blocks of X: O(n m^2) time, no n x m matrix kept.
     """
-    lam, U = tf.linalg.eigh(kernel_rows(L, L, kernel, gamma))
-    keep = lam > rcond * tf.reduce_max(lam)
-    S = tf.boolean_mask(U, keep, axis=1) / tf.sqrt(tf.boolean_mask(lam, keep))[None, :]
+    with _eig.blas_threads():
+        lam, U = _eig.symmetric_eigh(kernel_rows(L, L, kernel, gamma))   # LAPACK on a CPU
+    keep = lam > rcond * lam.max()
+    S = tf.constant(U[:, keep] / np.sqrt(lam[keep])[None, :])
     n, m = int(X.shape[0]), int(L.shape[0])
     rows = max(1, BLOCK_ENTRIES // max(m, 1))
     G = None
@@ -241,22 +253,49 @@ def nystrom_map(X, L, kernel: str, gamma: float | None = None, rcond: float = 1e
         Phi = kernel_rows(X[start:start + rows], L, kernel, gamma, S)
         part = tf.matmul(Phi, Phi, transpose_a=True)
         G = part if G is None else G + part
-    g, V = tf.linalg.eigh(0.5 * (G + tf.transpose(G)))
-    root = tf.matmul(V * tf.sqrt(tf.maximum(g, 0.0))[None, :], V, transpose_b=True)
-    return tf.matmul(S, root)
+    with _eig.blas_threads():
+        g, V = _eig.symmetric_eigh(0.5 * (G + tf.transpose(G)))
+    root = (V * np.sqrt(np.maximum(g, 0.0))[None, :]) @ V.T
+    return tf.matmul(S, tf.constant(root))
 
 
-def centred_scatter(P, mean) -> tf.Tensor:
+def centred_scatter(P, mean):
     """(P - mean)^T (P - mean) = X H X^T, (p, p), in row blocks (the centred
-    copy of P is never held whole)."""
+    copy of P is never held whole).
+
+    On the CPU path (`mmd.eigensolvers.lapack_preferred`) a NumPy array
+    from OpenBLAS's syrk (NumPy calls it for `A.T @ A`: half the flops of a
+    general product, which is what TensorFlow's float64 matmul does; 0.028
+    against 0.06-0.1 s for C->A's 2081 x 800 rows, mmd/README.md), else a
+    tensor.  Float64: the rank rule of `Eq20Solver` reads B's smallest
+    eigenvalues at dim * eps of the largest, which float32's rounding
+    (1e-7) would bury."""
     n, p = int(P.shape[0]), int(P.shape[1])
     rows = max(1, BLOCK_ENTRIES // max(p, 1))
+    if _eig.lapack_preferred():
+        P, mean = np.asarray(P), np.asarray(mean)
+        B = np.zeros((p, p))
+        with _eig.blas_threads():
+            for start in range(0, n, rows):
+                Pc = P[start:start + rows] - mean
+                B += Pc.T @ Pc
+        return B
     B = None
     for start in range(0, n, rows):
         Pc = P[start:start + rows] - mean
         part = tf.matmul(Pc, Pc, transpose_a=True)
         B = part if B is None else B + part
     return B
+
+
+def centred_gram(Pc):
+    """Pc Pc^T (n, n) of the centred data, the Gram side's B (n < p): a
+    NumPy syrk on the CPU path, as `centred_scatter`."""
+    if _eig.lapack_preferred():
+        Pc = np.asarray(Pc)
+        with _eig.blas_threads():
+            return Pc @ Pc.T
+    return tf.matmul(Pc, Pc, transpose_b=True)
 
 
 class _NearestNeighbour:
@@ -310,6 +349,24 @@ def _project(P, V):
 # --------------------------------------------------------------------------
 # the estimators
 # --------------------------------------------------------------------------
+
+class _Clock:
+    """Seconds per stage of a fit (`fit_seconds_`, the benchmark's
+    --profile): each `lap(stage)` adds the time since the previous lap."""
+
+    def __init__(self):
+        self.seconds, self._last = {}, time.perf_counter()
+
+    def lap(self, stage):
+        now = time.perf_counter()
+        self.seconds[stage] = self.seconds.get(stage, 0.0) + now - self._last
+        self._last = now
+
+    def move(self, source, stage, seconds):
+        """Book `seconds` of the last lap of `source` under `stage`."""
+        self.seconds[source] -= seconds
+        self.seconds[stage] = self.seconds.get(stage, 0.0) + seconds
+
 
 class _MMDAdaptation(ClassifierMixin, TransformerMixin, BaseEstimator):
     """Shared fit / transform / predict of TCA, JDA and BDA.
@@ -374,6 +431,7 @@ class _MMDAdaptation(ClassifierMixin, TransformerMixin, BaseEstimator):
         `yt` is used only to record the accuracy of each iteration
         (`accuracies_`), never to fit.  The arguments are not modified.
         """
+        clock = _Clock()
         mu, n_iter = self._check_params()
         if Xt is not None and self.Xt is not None:
             raise InputError("the target samples were given twice: as the Xt parameter and "
@@ -415,13 +473,20 @@ class _MMDAdaptation(ClassifierMixin, TransformerMixin, BaseEstimator):
                 p = int(self.nystrom_map_.shape[1])
                 k = self.n_components_ = min(k, p)   # the rank r of the landmarks' kernel
         P = self._design(X)                             # (n, p)
+        # on the CPU path the NumPy products read P in place (a view, no copy)
+        Pn = np.asarray(P) if _eig.lapack_preferred() else P
+        clock.lap("normalise")
         mean = tf.reduce_mean(P, axis=0, keepdims=True)
         if n < p:   # fewer samples than dimensions: eq. 20 on the n x n Gram side
-            eq20 = Eq20Solver(float(self.lambda_), k, Pc=P - mean, method=self.solver,
-                              tol=self.tol, n_features=Xs.shape[1])
-        else:       # B = X H X^T, the scatter of the centred data
-            eq20 = Eq20Solver(float(self.lambda_), k, B=centred_scatter(P, mean),
-                              method=self.solver, tol=self.tol, n_features=Xs.shape[1])
+            Pc = P - mean
+            side = {"Pc": Pc, "gram": centred_gram(Pc)}
+        else:       # B = X H X^T, the scatter of the centred data, once per fit
+            side = {"B": centred_scatter(P, mean)}
+        clock.lap("B")
+        # TCA / mu = 0 / no target: one solve
+        iterate = ys_codes is not None and mu > 0.0 and not own_target
+        eq20 = Eq20Solver(float(self.lambda_), k, method=self.solver, tol=self.tol,
+                          n_features=Xs.shape[1], n_solves=n_iter if iterate else 1, **side)
 
         # TCA / mu = 0 / no target: one solve
         iterate = ys_codes is not None and mu > 0.0 and not own_target
@@ -430,14 +495,21 @@ class _MMDAdaptation(ClassifierMixin, TransformerMixin, BaseEstimator):
         pseudo = None    # labels the next M is built from (none at first)
         for t in range(n_iter if iterate else 1):
             if own_target:      # identical domains: M = 0
-                U, w, fro = tf.zeros([int(P.shape[1]), 0], tf.float64), np.zeros(0), 0.0
+                U, w, fro = np.zeros((int(P.shape[1]), 0)), np.zeros(0), 0.0
             else:
-                U, w, fro = mmd_directions(P, ns, ys_codes, pseudo, n_classes, mu)
+                U, w, fro = mmd_directions(Pn, ns, ys_codes, pseudo, n_classes, mu)
+            clock.lap("M")
+            basis = eq20.basis_seconds
             phi, V = eq20.solve(U, w / fro if fro > 0 else w)
+            clock.lap("solves")
+            if eq20.basis_seconds > basis:      # B's eigenbasis, built by the first solve
+                clock.move("solves", "eigenbasis", eq20.basis_seconds - basis)
             Z = _project(P, V)                      # unit L2 norm after the projection
+            clock.lap("projection")
             clf = codes = None
             if ys_codes is not None:
                 clf, codes = self._classify(Z[:ns], ys_codes, Z if own_target else Z[ns:])
+            clock.lap("1-NN")
             states.append((phi, V, codes, clf))
             if not iterate:
                 break
@@ -458,6 +530,7 @@ class _MMDAdaptation(ClassifierMixin, TransformerMixin, BaseEstimator):
         self.n_solver_steps_ = list(eq20.steps)
         self.n_warm_starts_ = eq20.warm_starts
         self.n_solver_fallbacks_ = eq20.fallbacks
+        self.fit_seconds_ = clock.seconds
         phi, V, codes, clf = states[-1]
         self.eigenvalues_ = phi
         self.components_ = V.numpy()
@@ -527,7 +600,8 @@ _PARAMETERS = """
     gamma : RBF bandwidth, a positive float or 'median' (heuristic).
     classifier : scikit-learn classifier used by `predict`; None = 1-NN.
     solver : 'iterative' (default: warm-started, to the residual `tol`, with
-        a fallback to the exact solver) or 'exact' (Cholesky + full eigh at
+        a fallback to the exact solver; TCA's single problem is solved
+        exactly) or 'exact' (a dense solve of the k wanted eigenpairs at
         every iteration); see `mmd.eigensolvers`.
     tol : float, largest accepted relative residual ||T y - nu y|| / nu_max
         of the k eigenpairs of the iterative solver (1e-12).
@@ -558,6 +632,12 @@ _ATTRIBUTES = """
     n_solver_steps_ : shift-and-invert steps of each solve (0 = exact solve).
     n_warm_starts_ : solves started from the previous iteration's subspace.
     n_solver_fallbacks_ : solves handed to the exact solver.
+    fit_seconds_ : dict, seconds of the fit's stages: "normalise" (input
+        checks, unit-norm rows, kernel or Nystrom design), "B" (the centred
+        scatter, or the Gram matrix when n < p), "eigenbasis" (B's
+        eigendecomposition, once, for the iterative solver of JDA / BDA),
+        "M" (eq. 10's factors), "solves" (eq. 20), "projection" and "1-NN"
+        (the classifier; summed over the iterations).
     landmark_indices_ : rows of [Xs; Xt] used as landmarks, in the order drawn,
         and nystrom_map_ : T (m, r), new samples' design rows are k(x, landmarks) T
         (Nystrom only; components_ is then (r, k), r <= m).
@@ -658,3 +738,17 @@ class BDA(_MMDAdaptation):
         if isinstance(self.mu, bool) or not isinstance(self.mu, (int, float, np.floating)):
             raise InputError(f"mu must be a number in [0, 1], got {self.mu!r}")
         return float(self.mu)
+
+
+def warm_up():
+    """Trace every compiled graph a fit uses (the iterative solver's, the
+    projection's, the 1-NN's) and make the first LAPACK calls, on tiny
+    problems of both sides (B and Gram): later fits of any size reuse them,
+    so a command can keep the one-off cost out of its timings."""
+    _eig.warm_up()
+    rng = np.random.default_rng(0)
+    for d in (20, 80):              # n = 60 samples: the B side, then the Gram side
+        Xs, Xt = rng.standard_normal((30, d)), rng.standard_normal((30, d))
+        ys = np.arange(30) % 3
+        TCA(n_components=5).fit(Xs, ys, Xt)
+        JDA(n_components=5, n_iter=2).fit(Xs, ys, Xt)

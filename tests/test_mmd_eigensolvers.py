@@ -4,7 +4,9 @@ import pytest
 import scipy.linalg
 import tensorflow as tf
 
-from mmd.eigensolvers import Eq20Solver, solve_exact, top_eigenpairs
+from mmd import eigensolvers
+from mmd.eigensolvers import Eq20Solver, solve_exact, symmetric_eigh, top_eigenpairs
+from mmd.validation import InputError
 
 
 def pencil(seed=0, n=300, p=120, r=4, decay=0.98):
@@ -134,3 +136,70 @@ def test_exact_solution_satisfies_eq20_and_the_scatter_constraint(n):
     # scatter constraint A^T X H X^T A = I once each column is rescaled
     A = V / np.sqrt(np.einsum("ij,ij->j", V, B @ V))[None, :]
     np.testing.assert_allclose(A.T @ B @ A, np.eye(k), atol=1e-9)
+
+
+@pytest.mark.parametrize("lapack", [True, False])
+def test_symmetric_eigh_gives_the_top_pairs_descending_on_either_backend(lapack, monkeypatch):
+    monkeypatch.setattr(eigensolvers, "lapack_preferred", lambda: lapack)
+    rng = np.random.default_rng(7)
+    X = rng.standard_normal((80, 50))
+    A = X.T @ X
+    ev_ref, V_ref = np.linalg.eigh(A)
+    ev, V = symmetric_eigh(A)
+    np.testing.assert_allclose(ev, ev_ref[::-1], rtol=1e-12)
+    top, W = symmetric_eigh(A, top=7)
+    assert top.shape == (7,) and W.shape == (50, 7)
+    np.testing.assert_allclose(top, ev_ref[::-1][:7], rtol=1e-12)
+    # the same vectors up to sign, orthonormal
+    np.testing.assert_allclose(np.abs(W.T @ V_ref[:, ::-1][:, :7]), np.eye(7), atol=1e-10)
+    np.testing.assert_allclose(A @ W, W * top[None, :], atol=1e-9 * ev_ref[-1])
+
+
+@pytest.mark.parametrize("gram", [False, True])
+def test_a_single_problem_is_solved_exactly_without_bs_eigenbasis(gram):
+    """TCA's case (n_solves=1): no full eigendecomposition of B, and the
+    rank check is the exact solve's own certificate (B's spectrum never
+    computed), with the answer of method="exact"."""
+    Pc, U, w = pencil(seed=8, n=90 if gram else 300)
+    side = {"Pc": Pc} if gram else {"B": Pc.T @ Pc}
+    single = Eq20Solver(1.0, 20, n_solves=1, **side)
+    phi, V = single.solve(U, w)
+    assert single._range is None and single.rank is None and single.basis_seconds == 0
+    assert single.steps == [0]
+    phi_e, V_e = Eq20Solver(1.0, 20, method="exact", **side).solve(U, w)
+    np.testing.assert_allclose(phi, phi_e, rtol=1e-12)
+    # a sequence builds the basis on its first call, which iterates
+    sequence = Eq20Solver(1.0, 20, **side)
+    phi_s, V_s = sequence.solve(U, w)
+    assert sequence._range is not None and sequence.rank == (89 if gram else 120)
+    assert sequence.basis_seconds > 0 and sequence.steps[0] >= 1
+    np.testing.assert_allclose(phi_s, phi_e, rtol=1e-9)
+    np.testing.assert_allclose(V_s.numpy(), V_e.numpy(), atol=1e-7)
+
+
+def test_the_rank_certificate_fails_over_to_bs_spectrum_when_k_exceeds_the_rank():
+    rng = np.random.default_rng(9)
+    X = rng.standard_normal((200, 12)) @ rng.standard_normal((12, 40))   # rank 12 in d = 40
+    Pc = X - X.mean(0)
+    U, w = rng.standard_normal((40, 2)), np.array([0.6, 0.4])
+    ok = Eq20Solver(1.0, 12, B=Pc.T @ Pc, n_solves=1)
+    ok.solve(U, w)
+    assert ok.rank is None                     # k = rank: proven from the solve's eigenvalues
+    too_many = Eq20Solver(1.0, 13, B=Pc.T @ Pc, n_solves=1)
+    with pytest.raises(InputError, match=r"n_components=13 exceeds the rank 12\b"):
+        too_many.solve(U, w)
+    assert too_many.rank == 12
+
+
+def test_blas_threads_limits_openblas_inside_the_block_only():
+    from threadpoolctl import threadpool_info
+
+    def blas_threads():
+        return {lib["filepath"]: lib["num_threads"] for lib in threadpool_info()
+                if lib["user_api"] == "blas"}
+
+    before = blas_threads()
+    with eigensolvers.blas_threads():
+        inside = blas_threads()
+    assert inside and set(inside.values()) == {eigensolvers.BLAS_THREADS}
+    assert blas_threads() == before

@@ -17,7 +17,7 @@ import tensorflow as tf
 from mmd import eigensolvers
 from mmd.benchmark import dense_reference
 from mmd.eigensolvers import Eq20Solver
-from mmd.solvers import JDA, TCA, kernel_rows
+from mmd.solvers import BDA, JDA, TCA, kernel_rows
 from mmd.validation import InputError
 
 
@@ -238,3 +238,69 @@ def test_a_failed_shifted_solve_hands_the_problem_to_the_exact_solver(monkeypatc
     assert solver.fallbacks == 1
     np.testing.assert_allclose(phi, phi_e, rtol=1e-12)
     np.testing.assert_allclose(V.numpy(), V_e.numpy(), atol=1e-12)
+
+
+# ------------------------------------------------ the fast path and scipy-eig
+
+@pytest.fixture(params=["lapack", "tensorflow"])
+def backend(request, monkeypatch):
+    """The dense eigen-solves through LAPACK (what a CPU gets) or through
+    TensorFlow (what a GPU gets), both run here on the CPU."""
+    if request.param == "tensorflow":
+        monkeypatch.setattr(eigensolvers, "lapack_preferred", lambda: False)
+    return request.param
+
+
+def ordinary_case(n_features, seed=0):
+    """Full-rank Gaussian classes, the target shifted: the B side
+    (n = 110 > d) or the Gram side (d > n); rank 60 or 109, above the
+    2 (k + guard) = 40 vectors where the iterative solver takes over."""
+    rng = np.random.default_rng(seed)
+    centres = 3.0 * rng.standard_normal((3, n_features))
+    Xs, ys = gaussian_classes(rng, 60, n_features, centres)
+    Xt, _ = gaussian_classes(rng, 50, n_features, 0.8 * centres + 1.0)
+    return Xs, ys, Xt
+
+
+@pytest.mark.parametrize("method", ["tca", "jda", "bda"])
+@pytest.mark.parametrize("case", ["duplicates", "zero-columns", "constant-columns",
+                                  "ordinary", "ordinary-gram"])
+def test_the_fast_path_and_the_scipy_eig_path_give_the_same_subspaces_and_labels(
+        case, method, backend):
+    """The estimators (LAPACK or TensorFlow eigen-solves, the iterative
+    solver for JDA / BDA, one dense solve for TCA) against the benchmark's
+    `--solver scipy-eig` reference (n x n M and H, a general QZ eig)."""
+    if case.startswith("ordinary"):
+        Xs, ys, Xt = ordinary_case(60 if case == "ordinary" else 150)
+        k = 10
+    else:
+        Xs, ys, Xt, k, _ = make_case(case)
+    mu = {"tca": 0.0, "jda": 0.5, "bda": 0.75}[method]
+    est = (TCA(n_components=k) if method == "tca" else
+           JDA(n_components=k, n_iter=3) if method == "jda" else
+           BDA(n_components=k, n_iter=3, mu=mu)).fit(Xs, ys, Xt)
+    labels, phi, A = dense_reference(Xs, ys, Xt, method, k, 1.0, 3, mu, return_solution=True)
+    np.testing.assert_array_equal(est.pseudo_labels_, labels)
+    np.testing.assert_allclose(est.eigenvalues_, phi, rtol=1e-7)
+    assert sin_largest_angle(est.components_, A) < 1e-6
+    assert est.n_solver_fallbacks_ == 0
+    if method != "tca" and case in ("ordinary", "ordinary-gram"):
+        assert min(est.n_solver_steps_) >= 1        # the iterative solver did the work
+
+
+@pytest.mark.parametrize("case", ["duplicates", "zero-columns", "ordinary-gram"])
+def test_the_lapack_and_tensorflow_eigen_solves_give_the_same_model(case, monkeypatch):
+    if case == "ordinary-gram":
+        Xs, ys, Xt = ordinary_case(150)
+        k = 10
+    else:
+        Xs, ys, Xt, k, _ = make_case(case)
+    fits = []
+    for preferred in (True, False):
+        monkeypatch.setattr(eigensolvers, "lapack_preferred", lambda p=preferred: p)
+        fits.append([cls(n_components=k).fit(Xs, ys, Xt) for cls in (TCA, JDA)])
+    for lapack, tensorflow in zip(*fits, strict=True):
+        np.testing.assert_array_equal(lapack.pseudo_labels_, tensorflow.pseudo_labels_)
+        np.testing.assert_allclose(lapack.eigenvalues_, tensorflow.eigenvalues_, rtol=1e-9)
+        # same columns, signs included (each column's largest entry positive)
+        np.testing.assert_allclose(lapack.components_, tensorflow.components_, atol=1e-7)

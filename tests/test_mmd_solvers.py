@@ -201,6 +201,40 @@ def test_iterative_and_exact_solvers_give_the_same_model():
     assert exact.n_solver_steps_ == [0] * exact.n_eigensolves_ and exact.n_warm_starts_ == 0
 
 
+def test_a_fit_retraces_no_graph_once_warmed_up():
+    """JDA's iterations call compiled graphs with size-free signatures:
+    after `warm_up` a fit of any new size traces nothing (no per-iteration
+    retracing, no per-fit compilation)."""
+    from mmd import eigensolvers
+    solvers.warm_up()
+    graphs = [eigensolvers._first_cold, eigensolvers._first_warm, eigensolvers._later_step,
+              eigensolvers._range_operator, eigensolvers._range_vectors, solvers._project,
+              solvers._nearest]
+    before = [g.experimental_get_tracing_count() for g in graphs]
+    assert min(before) >= 1
+    for d in (40, 130):               # the B side, then the Gram side (n = 110 < 130)
+        Xs, ys, Xt, yt = domains(seed=14, d=d, shift=2.0)
+        jda = JDA(n_components=5, n_iter=6).fit(Xs, ys, Xt, yt)
+        assert min(jda.n_solver_steps_) >= 1 and jda.n_eigensolves_ >= 2   # it iterated
+        TCA(n_components=5).fit(Xs, ys, Xt)
+    assert [g.experimental_get_tracing_count() for g in graphs] == before
+
+
+def test_fit_seconds_split_the_fit_into_its_stages():
+    import time
+    Xs, ys, Xt, yt = domains(seed=15, d=40, shift=2.0)
+    start = time.perf_counter()
+    jda = JDA(n_components=5, n_iter=4).fit(Xs, ys, Xt, yt)
+    wall = time.perf_counter() - start
+    stages = jda.fit_seconds_
+    assert set(stages) == {"normalise", "B", "eigenbasis", "M", "solves", "projection", "1-NN"}
+    assert min(stages.values()) >= 0 and sum(stages.values()) <= wall
+    tca = TCA(n_components=5).fit(Xs, ys, Xt, yt)
+    assert "eigenbasis" not in tca.fit_seconds_     # one problem: solved without B's eigenbasis
+    exact = JDA(n_components=5, n_iter=4, solver="exact").fit(Xs, ys, Xt, yt)
+    assert "eigenbasis" not in exact.fit_seconds_
+
+
 def test_tca_without_source_labels_is_tca_with_them():
     Xs, ys, Xt, _ = domains(seed=12, shift=3.0)
     with_labels = TCA(n_components=3).fit(Xs, ys, Xt)
