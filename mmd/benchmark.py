@@ -22,7 +22,10 @@ a dense reference that follows the public numpy implementation's approach
 speed-up can be measured on the same machine rather than quoted.  A comma
 list (`--solver iterative,scipy-eig`) runs every task with each solver,
 back to back, and adds the per-task speed-up and the number of target labels
-on which the solvers disagree.
+on which the solvers disagree.  `--profile` adds, per task, where the time
+went (the estimators' `fit_seconds_`: normalising, B, B's eigenbasis, M,
+the solves, the projection, the 1-NN, and the domains' loading); `--json`
+saves it in any case.
 """
 from __future__ import annotations
 
@@ -182,7 +185,8 @@ def run_task(task, data, args, solver):
         pred = est.pseudo_labels_
         info = {"iterations": [round(100 * a, 2) for a in est.accuracies_],
                 "eigensolves": est.n_eigensolves_, "solver_steps": est.n_solver_steps_,
-                "solver_fallbacks": est.n_solver_fallbacks_}
+                "solver_fallbacks": est.n_solver_fallbacks_,
+                "stages": {s: round(v, 4) for s, v in est.fit_seconds_.items()}}
         if est.landmark_indices_ is not None:
             info["n_landmarks"] = len(est.landmark_indices_)
     seconds = time.perf_counter() - t0
@@ -221,6 +225,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="'all' or a comma list such as 'C->A,W->D' (quote it in a shell: "
                         "> is a redirect)")
     p.add_argument("--json", metavar="PATH", help="also write the results as JSON here")
+    p.add_argument("--profile", action="store_true",
+                   help="also print where each task's time goes (loading, normalising, B, B's "
+                        "eigenbasis, M, the solves, the projection, the 1-NN; the estimators' "
+                        "fit_seconds_); --json saves it in any case")
     p.add_argument("--jobs", type=int, default=None,
                    help="tasks run concurrently, one thread and one core each (default: the "
                         "number of usable CPU cores, at most the number of tasks; 1 = one "
@@ -300,7 +308,11 @@ def main(argv=None) -> int:
     tasks, solvers = _check_args(args)
     check_new_file(args.json)
     needed = sorted({d for t in tasks for d in t.split("->")}, key=list(DOMAINS).index)
-    data = {d: load_domain(args.data_dir, d) for d in needed}
+    data, load_seconds = {}, {}
+    for d in needed:
+        t0 = time.perf_counter()
+        data[d] = load_domain(args.data_dir, d)   # read and normalised once per process
+        load_seconds[d] = time.perf_counter() - t0
 
     settings = {"kernel": args.kernel, "n_components": args.n_components, "lambda": args.lambda_}
     if args.method in ("jda", "bda"):   # TCA is one solve: no iterations, no mu
@@ -335,7 +347,7 @@ def main(argv=None) -> int:
         # concurrent tasks slowed a 150-sample KMM solve 20-fold
         from threadpoolctl import threadpool_limits
         threadpool_limits(limits=1, user_api="blas")
-    if args.method not in SIMPLE_METHODS and "iterative" in solvers:
+    if args.method not in SIMPLE_METHODS and any(s != "scipy-eig" for s in solvers):
         # compile the fit's graphs before the clock starts (a one-off per
         # process; the time is printed, not hidden)
         from .solvers import warm_up
@@ -375,9 +387,12 @@ def main(argv=None) -> int:
         summary[s] = {"average": round(float(np.mean([results[t][s]["accuracy"] for t in tasks])), 2),
                       "total_seconds": round(float(sum(results[t][s]["seconds"] for t in tasks)), 2)}
     _print_table(tasks, solvers, results, summary, wall, args)
+    if args.profile:
+        _print_profile(tasks, solvers, results, load_seconds)
     if args.json:
         out = {"method": args.method, "settings": settings, "solvers": solvers,
                "jobs": args.jobs, "wall_seconds": round(wall, 2), "summary": summary,
+               "load_seconds": {d: round(s, 4) for d, s in load_seconds.items()},
                "tasks": {t: {s: {k: (v.tolist() if k == "labels" else v)
                                  for k, v in results[t][s].items()} for s in solvers}
                          for t in tasks}}
@@ -427,6 +442,43 @@ def _print_table(tasks, solvers, results, summary, wall, args):
           + (" for all solvers" if others else "") + ")")
     if len(tasks) == 12 and args.method in PUBLISHED:
         print(f"published average (JDA paper): {PUBLISHED[args.method]:.2f}")
+
+
+#: the columns of --profile, in the order a fit runs them (`fit_seconds_`)
+STAGES = ("normalise", "B", "eigenbasis", "M", "solves", "projection", "1-NN")
+
+
+def _print_profile(tasks, solvers, results, load_seconds):
+    """Where each task's seconds went, per solver that records it: the fit's
+    stages, `other` (the rest of the task's seconds: the estimator's set-up,
+    the bookkeeping), and `load`, the reading and protocol normalisation of
+    its two domains (done once per process and shared, not in the task's
+    seconds)."""
+    for s in solvers:
+        if "stages" not in results[tasks[0]][s]:
+            continue
+        print()
+        print(f"where the time goes, solver {s} (seconds; load, each domain read and normalised "
+              "once per process, is not part of a task's seconds, and its sum counts each domain once)")
+        head = f"{'task':<6} {'load':>7}" + "".join(f" {c:>10}" for c in STAGES) \
+            + f" {'other':>7} {'total':>7}"
+        print(head)
+        sums = np.zeros(len(STAGES) + 3)
+        for t in tasks:
+            r = results[t][s]
+            src, tgt = t.split("->")
+            load = load_seconds[src] + load_seconds[tgt]
+            stages = [r["stages"].get(c, 0.0) for c in STAGES]
+            other = r["seconds"] - sum(stages)
+            row = [load, *stages, other, r["seconds"]]
+            sums += row
+            print(f"{t:<6} {load:>7.3f}" + "".join(f" {v:>10.3f}" for v in stages)
+                  + f" {other:>7.3f} {r['seconds']:>7.3f}")
+        print(f"{'sum':<6} {sum(load_seconds.values()):>7.3f}" + "".join(f" {v:>10.3f}" for v in sums[1:-2])
+              + f" {sums[-2]:>7.3f} {sums[-1]:>7.3f}")
+        share = sums[1:-1] / max(sums[-1], 1e-12)
+        print(f"{'share':<6} {'':>7}" + "".join(f" {100 * v:>9.1f}%" for v in share[:-1])
+              + f" {100 * share[-1]:>6.1f}%")
 
 
 if __name__ == "__main__":

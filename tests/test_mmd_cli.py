@@ -138,6 +138,26 @@ def test_benchmark_compares_solvers_task_by_task(capsys, tmp_path):
     assert rows["C->A"][-1] == "0"            # labels on which the solvers differ
 
 
+def test_benchmark_profile_splits_each_tasks_seconds_into_stages(capsys, tmp_path):
+    data = fake_office_caltech(tmp_path, seed=2)
+    path = tmp_path / "profile.json"
+    assert benchmark.main(["--data-dir", data, "--method", "jda", "--tasks", "C->A,W->D",
+                           "--n-components", "5", "--n-iter", "3", "--jobs", "1", "--profile",
+                           "--json", str(path)]) == 0
+    out = capsys.readouterr().out
+    table = out[out.index("where the time goes"):].splitlines()
+    assert table[1].split() == ["task", "load", *benchmark.STAGES, "other", "total"]
+    res = json.loads(path.read_text())
+    assert set(res["load_seconds"]) == {"C", "A", "W", "D"}
+    for task in ("C->A", "W->D"):
+        r = res["tasks"][task]["iterative"]
+        assert set(r["stages"]) <= set(benchmark.STAGES) and {"B", "solves", "1-NN"} <= set(r["stages"])
+        assert sum(r["stages"].values()) <= r["seconds"] + 1e-3
+        row = next(line.split() for line in table if line.startswith(task))
+        assert float(row[-1]) == pytest.approx(r["seconds"], abs=0.0015)   # the task's own seconds
+    assert next(line for line in table if line.startswith("share"))
+
+
 def test_distance_on_feature_files(capsys, tmp_path):
     rng = np.random.default_rng(0)
     np.save(tmp_path / "a.npy", rng.standard_normal((40, 3)))
