@@ -47,7 +47,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from common import cli, distribute
+from common import cli
 from common.augment import Augmenter
 from common.backbones import build_model, freeze_below
 from common.data import check_image_file, load_image_folder, make_dataset, split_per_class, warn_skipped
@@ -59,8 +59,8 @@ from common.flower_sets import FLOWER17_FILE as FILE_PATTERN
 from common.flower_sets import FLOWER17_PER_CLASS as IMAGES_PER_CLASS
 from common.flower_sets import find_images
 from common.predict import MODEL_FILE, read_image_opencv, write_labels
-from common.reports import classification_metrics, finish_run, predictions_and_losses, print_summary
-from common.training import save_config, set_seed, standard_callbacks
+from common.reports import classification_metrics, predictions_and_losses
+from common.run import Run
 
 OUTPUT_PARENT = "runs/flower17"
 VALIDATION_FRACTION = 1 / 8  # 7:1, 70 / 10 of 80
@@ -191,12 +191,6 @@ def textbook_head(classes: int) -> keras.Sequential:
 @main_guard
 def main(argv=None):
     args = parse_args(argv)
-    with distribute.setup(args.distribute) as distribution:
-        return run(args, distribution)
-
-
-def run(args, distribution):
-    set_seed(args.seed)
     started = time.perf_counter()
     if args.predict:   # checked now, not after the whole training
         reason = check_image_file(Path(args.predict))
@@ -213,80 +207,71 @@ def run(args, distribution):
     classes = len(class_names)
     print(f"classes {', '.join(class_names)}: {len(train)} training, {len(validation)} validation images ({split_dir})")
 
-    run_dir = distribution.make_run_dir(args.output_dir, OUTPUT_PARENT, f"classes-{label}")
-    save_config(run_dir, {**cli.config_of(args), **distribution.describe(), "split_dir": str(split_dir),
-                          "augmentation": TEXTBOOK_AUGMENTATION})
-    write_labels(run_dir, class_names)
+    config = {"split_dir": str(split_dir), "augmentation": TEXTBOOK_AUGMENTATION}
+    with Run(args, f"classes-{label}", parent=OUTPUT_PARENT, config=config) as run:
+        write_labels(run.folder, class_names)
+        size = (args.image_size, args.image_size)
+        augmenter = Augmenter(**TEXTBOOK_AUGMENTATION, seed=args.seed)
+        train_data = run.images(train.paths, train.labels, size, args.batch_size, shuffle=True, seed=args.seed,
+                                augment=augmenter, one_hot=classes, cache_in_memory=True)
+        # Validation images are never augmented.
+        validation_data = make_dataset(validation.paths, validation.labels, size, args.batch_size, one_hot=classes,
+                                       cache_in_memory=True)
 
-    size = (args.image_size, args.image_size)
-    augmenter = Augmenter(**TEXTBOOK_AUGMENTATION, seed=args.seed)
-    train_data = distribution.dataset(
-        lambda batch_size, shard: make_dataset(
-            train.paths, train.labels, size, batch_size, shuffle=True, seed=args.seed,
-            augment=augmenter, one_hot=classes, cache_in_memory=True, shard=shard,
-        ),
-        args.batch_size,
-    )
-    # Validation images are never augmented.
-    validation_data = make_dataset(validation.paths, validation.labels, size, args.batch_size, one_hot=classes, cache_in_memory=True)
-
-    with distribution.scope():
         model, base = build_model(
             args.backbone, args.weights, args.image_size, head=textbook_head(classes), name=f"flower17_{args.backbone}"
         )
         frozen = freeze_below(base, args.unfreeze_from)
-        rate = distribution.learning_rate(args.learning_rate, args.scale_learning_rate)
         model.compile(
-            optimizer=keras.optimizers.SGD(learning_rate=rate, momentum=0.9),
+            optimizer=keras.optimizers.SGD(learning_rate=run.learning_rate(args.learning_rate), momentum=0.9),
             loss="categorical_crossentropy",
             metrics=["accuracy"],
         )
-    frozen_names = [layer.name for layer in base.layers[:frozen]]
-    print(f"{args.backbone}: {frozen} of {len(base.layers)} base layers frozen ({', '.join(frozen_names[:6])}{' ...' if frozen > 6 else ''})")
-    checkpoint = f"{args.backbone}_1.keras"
-    fit_start = time.perf_counter()
-    history = distribute.fit(
-        model, train_data, steps_per_epoch=-(-len(train) // args.batch_size), validation=validation_data,
-        epochs=args.epochs, distribution=distribution,
-        callbacks=standard_callbacks(run_dir, checkpoint, patience=args.patience, tensorboard_log=args.tensorboard),
-    )
-    fit_seconds = time.perf_counter() - fit_start
-    epochs_run = len(history.history["loss"])
+        frozen_names = [layer.name for layer in base.layers[:frozen]]
+        print(f"{args.backbone}: {frozen} of {len(base.layers)} base layers frozen "
+              f"({', '.join(frozen_names[:6])}{' ...' if frozen > 6 else ''})")
+        checkpoint = f"{args.backbone}_1.keras"
+        fit_start = time.perf_counter()
+        history = run.fit(model, train_data, steps_per_epoch=-(-len(train) // args.batch_size),
+                          validation=validation_data, epochs=args.epochs,
+                          callbacks=run.callbacks(checkpoint, patience=args.patience))
+        fit_seconds = time.perf_counter() - fit_start
+        epochs_run = len(history.history["loss"])
 
-    # The best checkpoint (on val_accuracy) is the model that is reported and used.
-    best = keras.saving.load_model(run_dir / checkpoint)
-    best.save(run_dir / MODEL_FILE)
-    probabilities, losses = predictions_and_losses(best, validation_data)  # the loss as Model.fit logged it
-    metrics = classification_metrics(validation.labels, probabilities, class_names, losses)
-    metrics.update(
-        n_train=len(train),
-        n_val=len(validation),
-        backbone=args.backbone,
-        weights=args.weights,
-        classes=args.class_numbers,
-        frozen_layers=frozen,
-        frozen_layer_names=frozen_names,
-        base_layers=len(base.layers),
-        epochs_run=epochs_run,
-        best_epoch=int(np.argmax(history.history["val_accuracy"])) + 1,
-        reported_epoch=int(np.argmax(history.history["val_accuracy"])) + 1,  # the best checkpoint's epoch
-        fit_seconds=round(fit_seconds, 2),
-        seconds=round(time.perf_counter() - started, 2),
-        skipped=record["skipped"],
-    )
+        # The best checkpoint (on val_accuracy) is the model that is reported and used.
+        best = keras.saving.load_model(run.folder / checkpoint)
+        best.save(run.folder / MODEL_FILE)
+        probabilities, losses = predictions_and_losses(best, validation_data)  # the loss as Model.fit logged it
+        metrics = classification_metrics(validation.labels, probabilities, class_names, losses)
+        metrics.update(
+            n_train=len(train),
+            n_val=len(validation),
+            backbone=args.backbone,
+            weights=args.weights,
+            classes=args.class_numbers,
+            frozen_layers=frozen,
+            frozen_layer_names=frozen_names,
+            base_layers=len(base.layers),
+            epochs_run=epochs_run,
+            best_epoch=int(np.argmax(history.history["val_accuracy"])) + 1,
+            reported_epoch=int(np.argmax(history.history["val_accuracy"])) + 1,  # the best checkpoint's epoch
+            fit_seconds=round(fit_seconds, 2),
+            seconds=round(time.perf_counter() - started, 2),
+            skipped=record["skipped"],
+        )
 
-    # The textbook's last step: one image through OpenCV, the probability vector and its argmax.
-    image = Path(args.predict) if args.predict else Path(validation.paths[0])
-    pixels = read_image_opencv(image, args.image_size)
-    vector = np.asarray(best.predict_on_batch(pixels[None]))[0]
-    metrics["single_image"] = {"image": str(image), "probabilities": vector.round(6).tolist(), "argmax": class_names[int(vector.argmax())]}
-    finish_run(run_dir, history.history, metrics, title=f"flower17, classes {label}, {args.backbone}")
-    np.set_printoptions(precision=4, suppress=True)
-    print(f"{image}: probabilities {vector}")
-    print(f"argmax: class {class_names[int(vector.argmax())]}")
-    print(f"{epochs_run} epochs ({fit_seconds:.0f} s), best epoch {metrics['best_epoch']}")
-    print_summary(run_dir, metrics)
-    return run_dir
+        # The textbook's last step: one image through OpenCV, the probability vector and its argmax.
+        image = Path(args.predict) if args.predict else Path(validation.paths[0])
+        pixels = read_image_opencv(image, args.image_size)
+        vector = np.asarray(best.predict_on_batch(pixels[None]))[0]
+        predicted = class_names[int(vector.argmax())]
+        metrics["single_image"] = {"image": str(image), "probabilities": vector.round(6).tolist(), "argmax": predicted}
+        np.set_printoptions(precision=4, suppress=True)
+        print(f"{image}: probabilities {vector}")
+        print(f"argmax: class {predicted}")
+        print(f"{epochs_run} epochs ({fit_seconds:.0f} s), best epoch {metrics['best_epoch']}")
+        run.finish(history.history, metrics, title=f"flower17, classes {label}, {args.backbone}")
+    return run.folder
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""--distribute and --shard through the real commands: flowers.train on two workers, the cache filled by two."""
+"""--distribute and the cache command through the real commands: flowers.train on two workers, its cache filled by two."""
 from __future__ import annotations
 
 import json
@@ -28,9 +28,14 @@ def prepared(tmp_path_factory):
     return root
 
 
-def start(arguments, env=None):
-    return subprocess.Popen([sys.executable, "-m", "flowers.train", *arguments], cwd=ROOT, env=env,
+def start(arguments, env=None, module="flowers.train"):
+    return subprocess.Popen([sys.executable, "-m", module, *arguments], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def fill(arguments):
+    """``python -m common.features --for flowers.train ...``: the cache command, in a process of its own."""
+    return start(["--for", "flowers.train", *arguments], module="common.features")
 
 
 def output_of(process, timeout=400):
@@ -83,20 +88,31 @@ def cache_entries(cache: Path) -> dict[str, np.ndarray]:
     return entries
 
 
-def test_two_shard_processes_fill_the_cache_exactly_as_one(prepared):
-    common = ["--data-dir", str(prepared / "prepared"), *TINY]
-    one = output_of(start([*common, "--cache-dir", str(prepared / "cache-one"), "--shard", "0/1"]))
+def test_two_shard_processes_fill_the_cache_exactly_as_one(prepared, capsys):
+    """The cache command's parts are disjoint and cover the data; flowers.train after them computes nothing.
+
+    With --finetune-epochs the cache also holds stage 3's cut maps (another
+    namespace): the command decides that from the lesson's own flags.
+    """
+    common = ["--data-dir", str(prepared / "prepared"), "--finetune-epochs", "1", *TINY]
+    one = output_of(fill([*common, "--cache-dir", str(prepared / "cache-one"), "--shard", "0/1"]))
     assert "shard 0/1: 54 features computed" in one  # 45 training + 9 validation images
-    both = [start([*common, "--cache-dir", str(prepared / "cache-two"), "--shard", f"{i}/2"]) for i in range(2)]
+    assert "1x1x160 = 160 values per image" in one     # the block_14_expand cut maps are cached too
+    both = [fill([*common, "--cache-dir", str(prepared / "cache-two"), "--shard", f"{i}/2"]) for i in range(2)]
     counts = [int(re.search(r"shard \d/2: (\d+) features computed", output_of(p)).group(1)) for p in both]
     assert sum(counts) == 54 and min(counts) > 0
-    single, parallel = cache_entries(prepared / "cache-one"), cache_entries(prepared / "cache-two")
-    assert sorted(single) == sorted(parallel)
+    single, parallel = cache_entries(prepared / "cache-one"), cache_entries(prepared / "cache-two")  # none twice
+    assert sorted(single) == sorted(parallel) and len(single) == 54
     for key, feature in single.items():
         assert np.allclose(parallel[key], feature, atol=1e-5)
-    again = output_of(start([*common, "--cache-dir", str(prepared / "cache-two"), "--shard", "1/2"]))
+    again = output_of(fill([*common, "--cache-dir", str(prepared / "cache-two"), "--shard", "1/2"]))
     assert "shard 1/2: 0 features computed" in again
-    # the run that trains finds everything cached
+    # the run that trains finds everything cached, and the lesson has no --shard of its own any more
     trained = output_of(start([*common, "--cache-dir", str(prepared / "cache-two"),
                                "--output-dir", str(prepared / "after-shards")]))
     assert "bottlenecks: 0 computed, 54 read" in trained
+    from flowers import train
+
+    with pytest.raises(SystemExit):
+        train.parse_args(["--shard", "0/2"])
+    assert "unrecognized arguments: --shard" in capsys.readouterr().err

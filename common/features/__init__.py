@@ -75,28 +75,6 @@ def parse_shard(text: str) -> Shard:
     return Shard(index, count)
 
 
-def add_shard_argument(group) -> None:
-    """``--shard INDEX/COUNT`` on a lesson (being replaced by ``python -m common.features --shard``)."""
-    group.add_argument(
-        "--shard",
-        type=parse_shard,
-        default=None,
-        metavar="INDEX/COUNT",
-        help="only fill the feature cache with part INDEX of COUNT (0-based), then stop without training: "
-        "run COUNT such processes (on one machine or several sharing --cache-dir) at once, then run the "
-        "command once more without --shard to train on the full cache (default: compute everything and train)",
-    )
-
-
-def report_shard(shard: Shard, cache: "FeatureCache", *extractions: "Extraction") -> dict:
-    """What a ``--shard`` run did, printed and returned (it trains nothing and writes no run folder)."""
-    computed = sum(e.computed for e in extractions)
-    seconds = sum(e.seconds for e in extractions)
-    print(f"shard {shard}: {computed} features computed in {seconds:.1f} s into {cache.directory}; "
-          "when every shard has finished, run the same command without --shard to train on the full cache")
-    return {"shard": str(shard), "computed": computed, "seconds": round(seconds, 2), "cache": str(cache.directory)}
-
-
 def content_key(path) -> str:
     digest = hashlib.blake2b(digest_size=16)
     with open(path, "rb") as handle:
