@@ -34,7 +34,9 @@ Two ways in, one training:
   indices 0..n_classes-1 (a class may be missing from the source's training
   rows and still own an output). A target dataset of ``(x, y)`` pairs has its
   labels dropped before anything else sees it. Target labels never enter
-  either ``fit``.
+  either ``fit``, except those of ``fit_domains(labelled_target=...)``: a few
+  target samples labelled on purpose (semi-supervised adaptation), trained on
+  beside the source in every step's classification loss.
 
 Both build the network in ``fit`` (the given encoder is cloned, never
 trained in place), so a fitted adapter owns everything it learned, in
@@ -322,9 +324,9 @@ class DomainAdapter(ClassifierMixin, TransformerMixin, BaseEstimator):
         x = np.asarray(data, np.float32)
         return tf.data.Dataset.from_tensor_slices(x), len(x)
 
-    def _training_batches(self, source, target, rank: int, n_classes: int, settings: dict):
-        """Endless ((source x, source y), target x) batches of ``batch_size`` each, reshuffled every pass;
-        returns the dataset and the two domain sizes."""
+    def _training_batches(self, source, target, rank: int, n_classes: int, settings: dict, labelled_target=None):
+        """Endless ((source x, source y), target x) batches of ``batch_size`` each, reshuffled every pass
+        (and a third, (x, y) of ``labelled_target``, when given); returns the dataset and the two domain sizes."""
         source_examples, source_size = self._examples(source, True, rank, n_classes)
         target_examples, target_size = self._examples(target, False, rank)
         for size, name in ((source_size, "source"), (target_size, "target")):
@@ -337,8 +339,13 @@ class DomainAdapter(ClassifierMixin, TransformerMixin, BaseEstimator):
             examples = examples.shuffle(buffer, seed=seed * 1009 + salt, reshuffle_each_iteration=True)
             return examples.repeat().batch(batch_size, drop_remainder=True)
 
-        batches = tf.data.Dataset.zip((endless(source_examples, source_size, 1),
-                                       endless(target_examples, target_size, 2)))
+        streams = [endless(source_examples, source_size, 1), endless(target_examples, target_size, 2)]
+        if labelled_target is not None:
+            known_examples, known_size = self._examples(labelled_target, True, rank, n_classes)
+            if known_size is not None and known_size < 1:
+                raise InputError("the labelled target data is empty")
+            streams.append(endless(known_examples, known_size, 3))
+        batches = tf.data.Dataset.zip(tuple(streams))
         return batches.prefetch(tf.data.AUTOTUNE), source_size, target_size
 
     # -------------------------------------------------------------- fitting
@@ -367,7 +374,8 @@ class DomainAdapter(ClassifierMixin, TransformerMixin, BaseEstimator):
                     on_epoch_end=on_epoch_end, description=None)
         return self
 
-    def fit_domains(self, source, target=None, *, n_classes: int, on_epoch_end=None, description: str | None = None):
+    def fit_domains(self, source, target=None, *, n_classes: int, labelled_target=None, on_epoch_end=None,
+                    description: str | None = None):
         """Train on ``source`` (``(x, y)`` arrays or a dataset of pairs, y in 0..n_classes-1) and
         ``target`` (arrays or a dataset; None: the source's inputs); returns self.
 
@@ -375,8 +383,15 @@ class DomainAdapter(ClassifierMixin, TransformerMixin, BaseEstimator):
         are not scikit-learn's to validate, and its classes are the folder's,
         whichever of them the source's training rows contain
         (``classes_ = arange(n_classes)``). ``on_epoch_end(epoch, row)`` may
-        return more values for the epoch's row (a source-validation score);
-        nothing here looks at target labels.
+        return more values for the epoch's row (a source-validation score).
+
+        ``labelled_target``: None, or a few target samples whose labels are
+        known, as ``source`` is given. Each step then also draws a batch of
+        them (``batch_size``, repeated as needed) and l_c is the mean over
+        the source and that batch together (the S+T objective of
+        semi-supervised adaptation, Saito et al. 2019); the adaptation loss
+        still compares the source batch with the unlabelled target batch.
+        No other target label is looked at.
         """
         n_classes = _check_int(n_classes, "n_classes", 1)
         if target is None:
@@ -385,13 +400,15 @@ class DomainAdapter(ClassifierMixin, TransformerMixin, BaseEstimator):
         self.classes_ = np.arange(n_classes)
         for stale in ("n_features_in_", "feature_names_in_"):  # from an earlier fit(X, y)
             self.__dict__.pop(stale, None)
-        self._train(source, target, n_classes, example_shape, on_epoch_end=on_epoch_end, description=description)
+        self._train(source, target, n_classes, example_shape, on_epoch_end=on_epoch_end, description=description,
+                    labelled_target=labelled_target)
         encoder_input = self.network_.encoder.input_shape
         if len(encoder_input) == 2 and encoder_input[1] is not None:
             self.n_features_in_ = int(encoder_input[1])
         return self
 
-    def _train(self, source, target, n_classes: int, example_shape: tuple, on_epoch_end, description):
+    def _train(self, source, target, n_classes: int, example_shape: tuple, on_epoch_end, description,
+               labelled_target=None):
         settings = self._settings()
         keras.utils.set_random_seed(settings["seed"])
         with self._scope():
@@ -402,7 +419,8 @@ class DomainAdapter(ClassifierMixin, TransformerMixin, BaseEstimator):
                                     discriminator_inputs=map_dim(settings["bottleneck"], n_classes)
                                     if conditional else None)
         rank = len(encoder.input_shape) - 1
-        batches, source_size, target_size = self._training_batches(source, target, rank, n_classes, settings)
+        batches, source_size, target_size = self._training_batches(source, target, rank, n_classes, settings,
+                                                                    labelled_target)
         steps_per_epoch = settings["steps_per_epoch"]
         if steps_per_epoch is None:
             if source_size is None or target_size is None:
@@ -417,7 +435,7 @@ class DomainAdapter(ClassifierMixin, TransformerMixin, BaseEstimator):
             groups = self._optimizers(network, max(1, epochs * steps_per_epoch), settings)
         self.optimizer_ = groups[-1][0]  # the new layers' optimizer: its learning rate is lr_p
         replicas = 1 if self.strategy is None else int(self.strategy.num_replicas_in_sync)
-        step = self._make_step(network, groups, settings, replicas)
+        step = self._make_step(network, groups, settings, replicas, labelled=labelled_target is not None)
         quiet = contextlib.nullcontext() if self.verbose else contextlib.redirect_stdout(io.StringIO())
         with quiet:
             self.history_ = train_loop(
@@ -453,12 +471,13 @@ class DomainAdapter(ClassifierMixin, TransformerMixin, BaseEstimator):
                                     weight_decay=settings["weight_decay"] or None)
 
     @staticmethod
-    def _make_step(network, groups, settings: dict, replicas: int = 1):
+    def _make_step(network, groups, settings: dict, replicas: int = 1, labelled: bool = False):
         """The training step for ``common.loop.train_loop``: step(batch, progress) -> logged scalars.
 
         Each of the ``replicas`` computes its share of the global batch's loss
         (the summed gradients are one device's); the logged values are this
-        replica's, which the loop averages."""
+        replica's, which the loop averages. With ``labelled`` each batch carries a third part, labelled
+        target samples, which join the source in l_c (not in the adaptation loss)."""
         method = settings["method"]
         global_batch = settings["batch_size"]
         trade_off, lambda_schedule = settings["trade_off"], settings["lambda_schedule"]
@@ -476,25 +495,35 @@ class DomainAdapter(ClassifierMixin, TransformerMixin, BaseEstimator):
                 entropy_conditioning=method == "cdan+e", seed=settings["seed"])
 
         def step(batch, progress):
-            (source_x, source_y), target_x = batch
+            if labelled:  # the source and the known target samples: one labelled batch of 2B
+                (source_x, source_y), target_x, (known_x, known_y) = batch
+                inputs = tf.concat([source_x, tf.cast(known_x, source_x.dtype)], axis=0)
+                labels = tf.concat([tf.cast(source_y, tf.int32), tf.cast(known_y, tf.int32)], axis=0)
+            else:
+                (source_x, source_y), target_x = batch
+                inputs, labels = source_x, source_y
             weight = trade_off * adaptation_weight(progress, lambda_schedule)
             values = {}
             with tf.GradientTape() as tape:
+                count, labelled_count = tf.shape(source_x)[0], tf.shape(inputs)[0]
                 if method in ("source-only", "adabn"):
-                    source_features = network.features(source_x, training=True)
-                    target_features = None
+                    labelled_features = network.features(inputs, training=True)
+                    source_features, target_features = labelled_features[:count], None
                 else:
-                    both = network.features(tf.concat([source_x, target_x], axis=0), training=True)
-                    count = tf.shape(source_x)[0]
-                    source_features, target_features = both[:count], both[count:]
+                    both = network.features(tf.concat([inputs, target_x], axis=0), training=True)
+                    labelled_features = both[:labelled_count]
+                    source_features, target_features = both[:count], both[labelled_count:]
                 if conditional is not None:  # D is conditioned on the target's predictions too
                     both_logits = network.classifier(both, training=True)
-                    logits = both_logits[:count]
+                    logits = both_logits[:labelled_count]
                 else:
-                    logits = network.classifier(source_features, training=True)
+                    logits = network.classifier(labelled_features, training=True)
                 per_example = tf.nn.sparse_softmax_cross_entropy_with_logits(
-                    labels=tf.cast(source_y, tf.int32), logits=logits)
-                classification = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch)
+                    labels=tf.cast(labels, tf.int32), logits=logits)
+                classification = tf.nn.compute_average_loss(
+                    per_example, global_batch_size=global_batch * (2 if labelled else 1))
+                if labelled:
+                    values["l_c_target"] = tf.reduce_mean(per_example[count:])
                 total = classification
                 if discrepancy is not None:
                     distance = tf.cast(discrepancy(source_features, target_features), total.dtype) / replicas
@@ -509,7 +538,8 @@ class DomainAdapter(ClassifierMixin, TransformerMixin, BaseEstimator):
                     values["discriminator_accuracy"] = domain_accuracy
                 if conditional is not None:
                     domain_loss, domain_accuracy = conditional(
-                        source_features, target_features, logits, both_logits[count:], weight, training=True,
+                        source_features, target_features, logits[:count], both_logits[labelled_count:], weight,
+                        training=True,
                         global_batch_size=2 * global_batch,
                     )
                     total = total + domain_loss
@@ -520,7 +550,7 @@ class DomainAdapter(ClassifierMixin, TransformerMixin, BaseEstimator):
             for optimizer, group in groups:
                 optimizer.apply_gradients(zip(gradients[start : start + len(group)], group, strict=True))
                 start += len(group)
-            correct = tf.equal(tf.argmax(logits, axis=-1, output_type=tf.int32), tf.cast(source_y, tf.int32))
+            correct = tf.equal(tf.argmax(logits, axis=-1, output_type=tf.int32), tf.cast(labels, tf.int32))
             values = {"l_c": classification * replicas, **values}
             if discrepancy is not None or adversarial is not None or conditional is not None:
                 values["lambda"] = weight

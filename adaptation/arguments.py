@@ -24,6 +24,19 @@ def add_domain_arguments(parser) -> None:
                          help="instead of --target: any folder of class folders with the source's class names (only read)")
 
 
+def add_target_labels_argument(group) -> None:
+    """--target-labels K: semi-supervised adaptation, K labelled target images per class."""
+    group.add_argument("--target-labels", type=int, default=0, metavar="K",
+                       help="K target images per class, drawn with --seed, are labelled: trained on beside the "
+                       "source in the classification loss, and left out of the unlabelled target and of the "
+                       "scores (default: 0, unsupervised adaptation)")
+
+
+def check_target_labels(parser, args) -> None:
+    if args.target_labels < 0:
+        parser.error(f"--target-labels takes 0 or more images per class, not {args.target_labels}")
+
+
 def check_trade_off(parser, args) -> None:
     """--trade-off (a number or auto) and --trade-off-grid (a comma list) to numbers."""
     try:

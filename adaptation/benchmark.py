@@ -21,13 +21,19 @@ and every method is trained on the same frozen backbone features:
   iterations, 1-NN), on the original view's features of the same source
   training images and of the target.
 
+With ``--target-labels K`` (semi-supervised adaptation) each seed also draws
+K target images per class, as ``adaptation.train --target-labels K`` does:
+the deep methods train on them beside the source in l_c, TCA and JDA take
+them as extra labelled rows of the source side, and every method is scored
+on the rest of the target only (the same images for every method of a seed).
+
 The target's labels are read once per run, to score it. Each row reports the
 target accuracy per seed, their mean and standard deviation, and ``seconds``:
 the mean time of one seed's run (every training it took, the lambda
 candidates included, and the predictions; reading the cached features is not
 counted). ``--json PATH`` writes the rows:
 ``{"direction", "method", "accuracy": [...], "accuracy_mean", "accuracy_std",
-"seconds"}``.
+"seconds"}``, and ``"target_labels": K`` when K > 0.
 """
 from __future__ import annotations
 
@@ -43,11 +49,11 @@ from pathlib import Path
 import numpy as np
 
 from adaptation.adapter import DEFAULT_LAMBDA_SCHEDULE
-from adaptation.arguments import check_trade_off, check_views
+from adaptation.arguments import add_target_labels_argument, check_target_labels, check_trade_off, check_views
 from adaptation.candidates import trade_off_candidates, train_once
 from adaptation.data import load_pair
 from adaptation.features import VIEWS
-from adaptation.inputs import VALIDATION_FRACTION, predict_views, prepare_frozen
+from adaptation.inputs import VALIDATION_FRACTION, hold_out_labelled_target, predict_views, prepare_frozen
 from adaptation.selection import TRADE_OFF_GRID, select_by_entropy
 from common import cli
 from common.data import split_per_class
@@ -94,6 +100,7 @@ def parse_args(argv=None):
                        "(default: auto)")
     table.add_argument("--trade-off-grid", default=",".join(f"{value:g}" for value in TRADE_OFF_GRID),
                        help="the candidates of --trade-off auto (default: %(default)s)")
+    add_target_labels_argument(table)
     table.add_argument("--json", default=None, metavar="PATH", help="write the rows to this JSON file")
     args = cli.resolve(parser.parse_args(argv))
     if any(getattr(args, name) != parser.get_default(name) for name in NOT_HERE):
@@ -109,6 +116,7 @@ def parse_args(argv=None):
         parser.error("--seeds must be at least 1")
     check_views(parser, args)
     check_trade_off(parser, args)
+    check_target_labels(parser, args)
     # what adaptation.train's defaults would be, so that prepare_frozen / make_adapter read the same settings
     defaults = dict(unfreeze_from="none", bottleneck=256, learning_rate=0.01, momentum=0.9, weight_decay=1e-3,
                     lr_schedule="annealed", kernels=5, estimator="biased")
@@ -152,6 +160,9 @@ def shallow_run(method: str, prepared) -> dict:
     source_x, source_y = prepared["source_all"]
     rows = prepared["source_train_rows"]
     source_x, source_y = source_x[rows], source_y[rows]
+    if prepared.get("target_labelled_all") is not None:  # --target-labels: more labelled rows
+        known_x, known_y = prepared["target_labelled_all"]
+        source_x, source_y = np.concatenate([source_x, known_x]), np.concatenate([source_y, known_y])
     started = time.perf_counter()
     estimator = TCA(n_components=100, lambda_=1.0) if method == "tca" else JDA(n_components=100, lambda_=1.0, n_iter=10)
     estimator.fit(source_x.astype(np.float64), source_y, prepared["target_all"].astype(np.float64))
@@ -159,7 +170,7 @@ def shallow_run(method: str, prepared) -> dict:
     return {"scores": {method: accuracy}, "seconds": time.perf_counter() - started}
 
 
-def row(direction: str, method: str, accuracies: list[float], seconds: list[float]) -> dict:
+def row(direction: str, method: str, accuracies: list[float], seconds: list[float], target_labels: int = 0) -> dict:
     return {
         "direction": direction,
         "method": method,
@@ -167,6 +178,7 @@ def row(direction: str, method: str, accuracies: list[float], seconds: list[floa
         "accuracy_mean": round(float(np.mean(accuracies)), 4),
         "accuracy_std": round(float(np.std(accuracies)), 4),
         "seconds": round(float(np.mean(seconds)), 1),
+        **({"target_labels": target_labels} if target_labels else {}),
     }
 
 
@@ -177,14 +189,15 @@ def main(argv=None) -> list[dict]:
     rows = []
     for direction in args.directions:
         source_name, target_name = direction.split("->")
-        pair = load_pair(source_name, target_name, args.data_dir)
+        whole = load_pair(source_name, target_name, args.data_dir)
         results: dict[str, list] = {}
         for offset in range(args.seeds):
             seed = args.seed + offset
             set_seed(seed)
+            pair, labelled = hold_out_labelled_target(whole, args.target_labels, seed)
             train_rows, validation_rows = split_per_class(pair.source.labels, VALIDATION_FRACTION, seed=seed)
             prepared = prepare_frozen(argparse.Namespace(**{**vars(args), "method": "dann"}), pair, train_rows,
-                                      validation_rows)
+                                      validation_rows, labelled)
             # the seconds-long shallow rows first: a problem with them (too few samples for k = 100)
             # shows before the deep trainings, not after
             for method in [m for m in args.methods if m in ("tca", "jda")]:
@@ -205,8 +218,11 @@ def main(argv=None) -> list[dict]:
         for method in args.methods:
             accuracies = [a for a, _ in results[method]]
             seconds = [s for _, s in results[method]]
-            rows.append(row(direction, method, accuracies, seconds))
+            rows.append(row(direction, method, accuracies, seconds, args.target_labels))
     print()
+    if args.target_labels:
+        print(f"--target-labels {args.target_labels}: that many labelled target images per class trained on, "
+              "the rest of the target scored")
     print(f"{'direction':<26} {'method':<12} {'mean':>7} {'std':>7}  per seed{'':<18} {'s/run':>7}")
     for item in rows:
         per_seed = " ".join(f"{a:.4f}" for a in item["accuracy"])

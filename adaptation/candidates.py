@@ -80,7 +80,8 @@ def train_once(args, pair, prepared, trade_off: float, encoder_weights=None, boa
     started = time.perf_counter()
     label = f"{args.method} {pair.direction}" + (f" trade-off {trade_off:g}" if args.method not in NO_TRADE_OFF else "")
     history = adapter.fit_domains(prepared["source_train"], prepared["target_train"], n_classes=len(pair.class_names),
-                                  on_epoch_end=on_epoch_end, description=label).history_
+                                  labelled_target=prepared.get("target_labelled"), on_epoch_end=on_epoch_end,
+                                  description=label).history_
     seconds = time.perf_counter() - started
     if writer and writer[0] is not None:
         writer[0].on_train_end()

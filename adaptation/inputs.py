@@ -9,6 +9,12 @@ ones, and an image is scored as the mean of its views' predictions. With a
 layer name the backbone trains too, so the networks read decoded images,
 mirrored at random.
 
+With ``--target-labels K`` (semi-supervised adaptation) K target images
+per class, drawn with the seed, are taken out of the target before anything
+else sees it (``hold_out_labelled_target``): they are trained on with their
+labels and are neither in the unlabelled target stream nor scored; the rest
+of the target is what "target" means everywhere else.
+
 Either way the result is one dict with the same keys (``prepare_frozen``),
 so that training, lambda's choice and scoring never ask which it was. The
 "before" features of the measures are the pretrained backbone's pooled
@@ -16,6 +22,7 @@ features of the original view.
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import numpy as np
@@ -23,10 +30,30 @@ import numpy as np
 from adaptation.adapter import ADVERSARIAL, DomainAdapter
 from adaptation.features import FrozenFeatures
 from adaptation.model import image_encoder, vector_encoder
-from common.data import decode_image
+from common.data import decode_image, split_per_class
+from common.errors import UserError
 
 #: the share of each source class held out as source validation (never trained on)
 VALIDATION_FRACTION = 0.1
+
+
+def hold_out_labelled_target(pair, per_class: int, seed: int):
+    """(the pair without ``per_class`` target images of each class, those images as an ``ImageFolder``);
+    (pair, None) for 0. The draw depends on the seed alone, so every method of a seed sees the same images."""
+    if not per_class:
+        return pair, None
+    counts = np.bincount(pair.target.labels, minlength=len(pair.class_names))
+    if per_class >= counts.min():
+        name = pair.class_names[int(counts.argmin())]
+        raise UserError(f"--target-labels {per_class}: the target's {name} has {counts.min()} images; "
+                        f"at most {counts.min() - 1} per class can be labelled and at least one still scored")
+    rest, known = split_per_class(pair.target.labels, per_class, seed=seed, class_names=pair.class_names)
+
+    def subset(rows):
+        return dataclasses.replace(pair.target, paths=[pair.target.paths[i] for i in rows],
+                                   labels=pair.target.labels[rows])
+
+    return dataclasses.replace(pair, target=subset(rest)), subset(known)
 
 
 def frozen(args) -> bool:
@@ -44,11 +71,12 @@ def predict_views(adapter: DomainAdapter, inputs: list, domain: str) -> np.ndarr
     return np.mean([adapter.predict_proba(view, domain=domain) for view in inputs], axis=0)
 
 
-def prepare_frozen(args, pair, train_rows, validation_rows) -> dict:
+def prepare_frozen(args, pair, train_rows, validation_rows, labelled=None) -> dict:
     """Cached backbone features: arrays for training, validation, scoring and the 'before' measures.
 
     ``train_rows`` and ``validation_rows`` index the source's images; an
     image that fails to decode drops out of every view and every split.
+    ``labelled``: the labelled target images (``hold_out_labelled_target``), or None.
     """
     views = tuple(args.views.split(","))
     features = FrozenFeatures(args.backbone, args.weights, args.image_size, args.cache_dir)
@@ -57,7 +85,13 @@ def prepare_frozen(args, pair, train_rows, validation_rows) -> dict:
           f"cache {args.cache_dir}", flush=True)
     source = features.extract(pair.source.paths, views, description="source features")
     target = features.extract(pair.target.paths, views, description="target features")
-    print(f"  {source.computed + target.computed} computed, {source.reused + target.reused} read from the cache, "
+    extractions, known, known_original = [source, target], None, None
+    if labelled is not None:
+        extractions.append(features.extract(labelled.paths, views, description="labelled target features"))
+        known = (np.concatenate([extractions[-1].features[view] for view in views]),
+                 np.tile(labelled.labels[extractions[-1].kept], len(views)))
+        known_original = (extractions[-1].features["original"], labelled.labels[extractions[-1].kept])
+    print(f"  {sum(e.computed for e in extractions)} computed, {sum(e.reused for e in extractions)} read from the cache, "
           f"{time.perf_counter() - started:.1f} s", flush=True)
     source_labels = pair.source.labels[source.kept]
     position = {index: row for row, index in enumerate(source.kept)}
@@ -68,6 +102,8 @@ def prepare_frozen(args, pair, train_rows, validation_rows) -> dict:
         "source_train": (np.concatenate([source.features[view][train] for view in views]),
                          np.tile(source_labels[train], len(views))),
         "target_train": np.concatenate([target.features[view] for view in views]),
+        "target_labelled": known,  # every view of the labelled target images, or None
+        "target_labelled_all": known_original,  # their original view (what TCA/JDA read)
         "source_validation": (source.features["original"][validation], source_labels[validation]),
         # what is scored: every view (predictions averaged) or the plain image alone (--score-on)
         "source_validation_views": [source.features[view][validation] for view in scored_views(args, views)],
@@ -104,7 +140,7 @@ def image_examples(paths, labels, image_size: int, mirror: bool = False, seed: i
     return dataset
 
 
-def prepare_images(args, pair, train_rows, validation_rows) -> dict:
+def prepare_images(args, pair, train_rows, validation_rows, labelled=None) -> dict:
     """The backbone trains from --unfreeze-from on: datasets of images, and the pretrained features as 'before'."""
     encoder, base, first = image_encoder(args.backbone, args.weights, args.image_size, args.unfreeze_from)
     first_name = base.layers[min(first, len(base.layers) - 1)].name
@@ -122,6 +158,8 @@ def prepare_images(args, pair, train_rows, validation_rows) -> dict:
         "source_train_size": len(train_rows),
         "target_train": image_examples(target.paths, None, args.image_size, mirror=True, seed=args.seed + 1),
         "target_train_size": len(target),
+        "target_labelled": None if labelled is None else image_examples(
+            labelled.paths, labelled.labels, args.image_size, mirror=True, seed=args.seed + 2),
         "source_validation": (image_examples(validation, None, args.image_size),
                               source.labels[np.asarray(validation_rows, int)]),
         "source_validation_views": [image_examples(validation, None, args.image_size)],
@@ -138,6 +176,6 @@ def prepare_images(args, pair, train_rows, validation_rows) -> dict:
     }
 
 
-def prepare(args, pair, train_rows, validation_rows) -> dict:
+def prepare(args, pair, train_rows, validation_rows, labelled=None) -> dict:
     """``prepare_frozen`` or ``prepare_images``, as --unfreeze-from says."""
-    return (prepare_frozen if frozen(args) else prepare_images)(args, pair, train_rows, validation_rows)
+    return (prepare_frozen if frozen(args) else prepare_images)(args, pair, train_rows, validation_rows, labelled)

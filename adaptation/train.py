@@ -11,7 +11,10 @@ tulip; both are read in place from --data-dir, the folder holding
 flower_photos/ and flower17/jpg/), or any two class-folder trees given with
 --source-dir / --target-dir. The target's labels are used once, at the end,
 to score the adapted classifier; nothing in training or in any setting sees
-them. 10 % of the source (per class) is held out as source validation.
+them. 10 % of the source (per class) is held out as source validation. With
+--target-labels K (semi-supervised adaptation) K target images per class,
+drawn with --seed, are labelled: trained on beside the source in l_c, and
+left out of the unlabelled target and of every score.
 
 The network: the pretrained backbone (its own preprocessing inside), global
 average pooling, a bottleneck (Dense + BatchNorm + ReLU, --bottleneck units),
@@ -51,11 +54,17 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import time
 
 from adaptation.adapter import DEFAULT_LAMBDA_SCHEDULE, METHODS
-from adaptation.arguments import add_domain_arguments, check_trade_off, check_views
+from adaptation.arguments import (
+    add_domain_arguments,
+    add_target_labels_argument,
+    check_target_labels,
+    check_trade_off,
+    check_views,
+)
 from adaptation.candidates import trade_off_candidates, train_once
 from adaptation.data import load_pair
 from adaptation.features import VIEWS
-from adaptation.inputs import VALIDATION_FRACTION, prepare
+from adaptation.inputs import VALIDATION_FRACTION, hold_out_labelled_target, prepare
 from adaptation.model import BOTTLENECK_UNITS
 from adaptation.report import measure, print_summary, score, write_run
 from adaptation.schedules import LAMBDA_SCHEDULES, LEARNING_RATE_SCHEDULES
@@ -83,6 +92,7 @@ def parse_args(argv=None):
         data_help="the folder holding flower_photos/ and flower17/ (e.g. ../shared/data); only read",
     )
     add_domain_arguments(parser)
+    add_target_labels_argument([group for group in parser._action_groups if group.title == "domains"][0])
     method = parser.add_argument_group("adaptation")
     method.add_argument("--method", default="dann", choices=METHODS, help="(default: dann)")
     method.add_argument("--trade-off", default="auto",
@@ -132,6 +142,7 @@ def check_arguments(parser, args) -> None:
     if args.kernels < 1:
         parser.error("--kernels must be at least 1")
     check_views(parser, args)
+    check_target_labels(parser, args)
     if args.lambda_schedule is None:
         args.lambda_schedule = DEFAULT_LAMBDA_SCHEDULE.get(args.method, "constant")
 
@@ -144,23 +155,27 @@ def main(argv=None) -> dict:
                      args.data_dir, args.source_dir, args.target_dir)
     for root in (pair.source.root, pair.target.root) if args.output_dir else ():
         check_apart(args.output_dir, root, "--output-dir")  # the data folders are only read
+    # semi-supervised (--target-labels K): K target images per class labelled, kept out of the rest
+    pair, labelled = hold_out_labelled_target(pair, args.target_labels, args.seed)
     config = {"direction": pair.direction, "class_names": pair.class_names,
-              "source_images": len(pair.source), "target_images": len(pair.target)}
+              "source_images": len(pair.source), "target_images": len(pair.target),
+              **({"labelled_target_images": len(labelled)} if labelled is not None else {})}
     with Run(args, f"{pair.source_name}-{pair.target_name}-{args.method}", parent=OUTPUT_PARENT,
              config=config) as run:
-        return adapt(args, pair, run)
+        return adapt(args, pair, run, labelled)
 
 
-def adapt(args, pair, run: Run) -> dict:
+def adapt(args, pair, run: Run, labelled=None) -> dict:
     """Train (once per lambda candidate), choose lambda without target labels, score the target once, report."""
     args.learning_rate = run.learning_rate(args.learning_rate)
     run.record()  # the learning rate as trained with
-    print(f"{pair.direction}: {len(pair.source)} source images, {len(pair.target)} target images, "
+    known = f" (and {len(labelled)} labelled ones, {args.target_labels} per class)" if labelled is not None else ""
+    print(f"{pair.direction}: {len(pair.source)} source images, {len(pair.target)} target images{known}, "
           f"classes {', '.join(pair.class_names)}; method {args.method}", flush=True)
     started = time.perf_counter()
     # 1. the inputs: 10 % of each source class held out; the backbone's features of every view, or images
     train_rows, validation_rows = split_per_class(pair.source.labels, VALIDATION_FRACTION, seed=args.seed)
-    prepared = prepare(args, pair, train_rows, validation_rows)
+    prepared = prepare(args, pair, train_rows, validation_rows, labelled)
 
     # 2. eq. 21-22 trained once per candidate lambda, each from the same encoder
     encoder_weights = prepared["encoder"].get_weights()
@@ -199,6 +214,8 @@ def adapt(args, pair, run: Run) -> dict:
         "target_confusion_matrix": target["confusion_matrix"],
         "source_val_accuracy": source_validation,
         "class_names": pair.class_names,
+        **({"labelled_target_images": len(labelled), "target_labels_per_class": args.target_labels}
+           if labelled is not None else {}),
         **measures,
         "measured_on": {"before": f"{args.backbone} pooled features (original view)",
                         "after": "the adapted bottleneck's features"
