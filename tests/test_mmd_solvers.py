@@ -220,6 +220,28 @@ def test_a_fit_retraces_no_graph_once_warmed_up():
     assert [g.experimental_get_tracing_count() for g in graphs] == before
 
 
+def test_the_float32_nearest_neighbour_search_gives_the_float64_answer():
+    """Float32 distances, float64 rechecks where rounding could decide: the
+    same indices as the float64 search, on random unit rows with exact
+    duplicates (ties) and near ties (1e-9 apart) among the references."""
+    rng = np.random.default_rng(16)
+    ref = unit_rows(tf.constant(rng.standard_normal((300, 40)))).numpy()
+    ref[150:170] = ref[:20]                                     # exact duplicates
+    queries = np.vstack([ref[:40] + 1e-3 * rng.standard_normal((40, 40)),
+                         unit_rows(tf.constant(rng.standard_normal((200, 40)))).numpy()])
+    ref[200:220] = ref[40:60] + 1e-9 * rng.standard_normal((20, 40))   # near ties
+    ref, queries = tf.constant(ref), unit_rows(tf.constant(queries))
+    np.testing.assert_array_equal(solvers._nearest(ref, queries).numpy(),
+                                  solvers._nearest64(ref, queries).numpy())
+    # the rounding bound the recheck relies on holds (a bf16 matmul would break it)
+    sq = tf.reduce_sum(ref * ref, axis=1)
+    d64 = sq[None, :] - 2.0 * tf.matmul(queries, ref, transpose_b=True)
+    d32 = tf.cast(sq, tf.float32)[None, :] - 2.0 * tf.matmul(
+        tf.cast(queries, tf.float32), tf.cast(ref, tf.float32), transpose_b=True)
+    assert float(tf.reduce_max(tf.abs(tf.cast(d32, tf.float64) - d64))) < \
+        (2 * 40 + 5) * np.finfo(np.float32).eps * 2
+
+
 def test_fit_seconds_split_the_fit_into_its_stages():
     import time
     Xs, ys, Xt, yt = domains(seed=15, d=40, shift=2.0)
