@@ -31,10 +31,16 @@ def test_the_lessons_name_the_distribution_plumbing_at_most_12_times():
 
 
 def test_every_command_module_is_at_most_300_lines():
+    """The four lessons the harness was taken out of, and common's own commands."""
     long = [f"{path.relative_to(ROOT)}: {len(path.read_text().splitlines())} lines"
-            for path in modules(*ALL_PACKAGES, "common") if is_command(path)
+            for path in modules(*LESSONS, "common") if is_command(path)
             and len(path.read_text().splitlines()) > 300]
     assert not long, long
+
+
+#: the one crossing the book itself makes: DAN's MK-MMD (eq. 21) is 12.3's MMD (eq. 4) with several kernels, and
+#: the deep benchmark's shallow rows are 12.3's TCA and JDA; the mmd package is that shared layer, imported, never copied
+ALLOWED = {("adaptation", "mmd")}
 
 
 def test_no_lesson_imports_another_lesson():
@@ -45,7 +51,8 @@ def test_no_lesson_imports_another_lesson():
             names = ([alias.name for alias in node.names] if isinstance(node, ast.Import)
                      else [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
             crossings += [f"{path.relative_to(ROOT)} imports {name}" for name in names
-                          if name.split(".")[0] in ALL_PACKAGES and name.split(".")[0] != own]
+                          if name.split(".")[0] in ALL_PACKAGES and name.split(".")[0] != own
+                          and (own, name.split(".")[0]) not in ALLOWED]
     assert not crossings, crossings
 
 
