@@ -47,6 +47,7 @@ from common.data import make_dataset
 from common.errors import UserError, main_guard
 from common.files import first_line
 from common.predict import MODEL_FILE, write_labels
+from common.regularizers import add_regularization_arguments, check_regularization_arguments, regularize
 from common.reports import classification_metrics, predictions_and_losses
 from common.run import Run
 from common.training import latest_run
@@ -66,7 +67,10 @@ def parse_args(argv=None):
     stage.add_argument("--patience", type=int, default=None,
                        help="stop after this many epochs without a better val_accuracy and keep the best "
                        "epoch's weights (default: off, the last epoch is kept)")
-    return cli.resolve(parser.parse_args(argv))
+    add_regularization_arguments(parser.add_argument_group("regularisation (002, 4.1.3)"))
+    args = cli.resolve(parser.parse_args(argv))
+    check_regularization_arguments(args)
+    return args
 
 
 def find_top_model(args) -> Path:
@@ -119,6 +123,7 @@ def main(argv=None) -> dict:
         index = freeze_below(base, args.unfreeze_from)
         first = base.layers[index].name if index < len(base.layers) else "nothing (the whole base frozen)"
         print(f"frozen: {args.backbone} layers[:{index}]; trainable from {first}")
+        regularization = regularize(args, base, top, model)  # L2-SP's start: the pretrained weights, as loaded
         model.compile(
             optimizer=keras.optimizers.SGD(learning_rate=run.learning_rate(args.learning_rate), momentum=args.momentum),
             loss=loss_for(train.num_classes),
@@ -161,6 +166,7 @@ def main(argv=None) -> dict:
             weights=str(args.weights),
             image_size=args.image_size,
             frozen_layers=index,
+            regularization=regularization,
             fit_seconds=round(fit_seconds, 2),
             seconds=round(time.perf_counter() - start, 2),
         )

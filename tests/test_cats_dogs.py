@@ -46,6 +46,12 @@ def test_bottleneck_then_finetune_then_predict(cats_dogs_dir, tmp_path, monkeypa
     assert json.loads((finetune_run / "config.json").read_text())["top_model"].endswith(
         "bottleneck_fc_model.weights.h5")
 
+    # L2-SP (002, 4.1.3): VGG16's 13 kernels and 13 biases held near where they started, the top model decayed
+    anchored = finetune.main([*common, "--epochs", "1", "--l2-sp", "--l2-sp-beta", "0.5"])
+    assert anchored["regularization"].startswith("L2-SP: 26 transferred weights") and "beta 0.5" in anchored["regularization"]
+    finetune_run = max((tmp_path / "runs" / "cats_dogs").glob("finetune-*"), key=lambda p: p.stat().st_mtime)
+    assert json.loads((finetune_run / "config.json").read_text())["l2_sp"] is True
+
     image = str(cats_dogs_dir / "validation" / "dogs" / "dogs0.jpg")
     (result,) = predict.main([image])  # the newest fine-tune run, not the bottleneck runs
     assert f"model: runs/cats_dogs/{finetune_run.name}/model.keras" in capsys.readouterr().out
@@ -245,3 +251,9 @@ def test_preview_refuses_a_prefix_that_is_a_path(cats_dogs_dir, tmp_path, capsys
                       "--prefix", "../escaped"])
     assert exit_info.value.code == 2 and "not a path" in capsys.readouterr().err
     assert not list(tmp_path.glob("escaped*"))
+
+
+def test_finetune_takes_one_regulariser_at_a_time(cats_dogs_dir, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        finetune.main(["--data-dir", str(cats_dogs_dir), *FAST, "--l2-sp", "--weight-decay", "0.01"])
+    assert exit_info.value.code == 2 and "give one of them" in capsys.readouterr().err
