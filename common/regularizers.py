@@ -46,9 +46,11 @@ class ToStartingPoint(keras.regularizers.Regularizer):
         return {"strength": self.strength}
 
 
-def _regularizable(layer_or_model):
-    """Every float weight of the layers (trainable now or later), BatchNorm's moving statistics excepted."""
-    return [variable for variable in layer_or_model.weights
+def _regularizable(layers):
+    """Every float weight of a layer, a model or a list of variables (trainable now or later), BatchNorm's
+    moving statistics excepted."""
+    variables = layers if isinstance(layers, (list, tuple)) else layers.weights
+    return [variable for variable in variables
             if variable.dtype.startswith("float") and "moving_" not in variable.path]
 
 
@@ -107,7 +109,13 @@ def check_regularization_arguments(args) -> None:
 
 
 def regularize(args, transferred, head, whole) -> str:
-    """Apply what the flags ask for and say it in one line (also returned, for config and metrics)."""
+    """Apply what the flags ask for and say it in one line (also returned, for config and metrics).
+
+    ``head=None``: the new layers are whatever of ``whole`` is not in ``transferred``.
+    """
+    if head is None:
+        own = {id(variable) for variable in transferred.weights}
+        head = [variable for variable in whole.weights if id(variable) not in own]
     if getattr(args, "l2_sp", False):
         count = add_l2_sp(transferred, head, beta=args.l2_sp_beta, alpha=args.l2_sp_alpha)
         text = f"L2-SP: {count} transferred weights held near their start (beta {args.l2_sp_beta}), " \

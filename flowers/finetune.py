@@ -24,6 +24,7 @@ import numpy as np
 from common.augment import random_crop_flip_turn
 from common.backbones import build_model, freeze_below
 from common.data import make_dataset
+from common.regularizers import regularize
 from common.reports import predictions_and_losses
 from common.run import Run
 from common.training import learning_rate
@@ -88,6 +89,7 @@ def fine_tune(run: Run, args, data: PreparedFlowers, bottlenecks: Bottlenecks, b
             (args.image_size, args.image_size), batch_size=64,
         )
         print(f"stage 3: new random crops of the {samples} training originals every epoch")
+    regularization = regularize(args, base, head, tuner)  # L2-SP's start: the pretrained base (stage 2 left it)
     steps = iterations(samples, batch_size, epochs=1)
     rate = run.learning_rate(args.finetune_learning_rate)
     optimizer = keras.optimizers.Adam(learning_rate=learning_rate(rate, steps * args.finetune_epochs, args.schedule))
@@ -118,6 +120,6 @@ def fine_tune(run: Run, args, data: PreparedFlowers, bottlenecks: Bottlenecks, b
     batches_logged = [(row["loss"], row["accuracy"]) for row in log.steps]
     epoch_ends = [steps * epoch for epoch in range(1, len(log.epochs) + 1)]
     details = {"first_trainable_layer": base.layers[index].name, "augment": bool(args.finetune_augment),
-               "frozen_layers": index, "total_layers": len(base.layers)}
+               "frozen_layers": index, "total_layers": len(base.layers), "regularization": regularization}
     return StageResult(history, batches_logged, epoch_ends, final["probabilities"], time.perf_counter() - started,
                        details, losses=final["losses"])

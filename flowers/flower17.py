@@ -59,6 +59,7 @@ from common.flower_sets import FLOWER17_FILE as FILE_PATTERN
 from common.flower_sets import FLOWER17_PER_CLASS as IMAGES_PER_CLASS
 from common.flower_sets import find_images
 from common.predict import MODEL_FILE, read_image_opencv, write_labels
+from common.regularizers import add_regularization_arguments, check_regularization_arguments, regularize
 from common.reports import classification_metrics, predictions_and_losses
 from common.run import Run
 
@@ -98,7 +99,9 @@ def parse_args(argv=None):
         "--predict", default=None, metavar="IMAGE",
         help="image to classify at the end, read with OpenCV (default: the first validation image)",
     )
+    add_regularization_arguments(parser.add_argument_group("regularisation (002, 4.1.3)"))
     args = cli.resolve(parser.parse_args(argv))
+    check_regularization_arguments(args)
     args.class_numbers = parse_classes(args.classes)
     return args
 
@@ -222,6 +225,7 @@ def main(argv=None):
             args.backbone, args.weights, args.image_size, head=textbook_head(classes), name=f"flower17_{args.backbone}"
         )
         frozen = freeze_below(base, args.unfreeze_from)
+        regularization = regularize(args, base, None, model)  # L2-SP's start: the pretrained weights, as loaded
         model.compile(
             optimizer=keras.optimizers.SGD(learning_rate=run.learning_rate(args.learning_rate), momentum=0.9),
             loss="categorical_crossentropy",
@@ -250,6 +254,7 @@ def main(argv=None):
             weights=args.weights,
             classes=args.class_numbers,
             frozen_layers=frozen,
+            regularization=regularization,
             frozen_layer_names=frozen_names,
             base_layers=len(base.layers),
             epochs_run=epochs_run,

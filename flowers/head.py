@@ -53,6 +53,8 @@ def make_train_step(model: keras.Model, optimizer):
             probabilities = model(features, training=True)
             per_example = keras.losses.sparse_categorical_crossentropy(labels, probabilities)
             loss = Run.mean(per_example)  # the batch mean, also when the batch is split across replicas
+            if model.losses:  # --l2-sp / --weight-decay in stage 3: once per global batch, whatever the replicas
+                loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
         gradients = tape.gradient(loss, model.trainable_variables)
         optimizer.apply_gradients(zip(gradients, model.trainable_variables, strict=False))
         correct = tf.equal(tf.argmax(probabilities, axis=-1, output_type=tf.int32), labels)

@@ -39,6 +39,7 @@ import time
 from common import cli
 from common.backbones import build_base, build_model, cut_point, weights_fingerprint
 from common.errors import main_guard
+from common.regularizers import add_regularization_arguments, check_regularization_arguments
 from common.run import Run
 from common.training import SCHEDULES
 from flowers.bottlenecks import compute_bottlenecks
@@ -87,7 +88,9 @@ def parse_args(argv=None):
         "training originals, drawn anew each step, through the whole network, instead of on the cached "
         "fixed views: slower per epoch (no cache), but it does not memorise the views",
     )
+    add_regularization_arguments(parser.add_argument_group("stage 3 regularisation (002, 4.1.3)"))
     args = cli.resolve(parser.parse_args(argv))
+    check_regularization_arguments(args)
     if not 0 <= args.dropout < 1:
         parser.error(f"--dropout must be in [0, 1), not {args.dropout}")
     if args.finetune_epochs < 0:

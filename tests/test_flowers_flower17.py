@@ -65,11 +65,13 @@ def test_two_classes_end_to_end(tmp_path, capsys):
     # Rerunning on the same split reuses it; --predict takes any image.
     run2 = flower17.main(
         ["--data-dir", str(raw), "--split-dir", str(split), "--output-dir", str(tmp_path / "run2"),
-         "--epochs", "1", "--unfreeze-from", "none", "--predict", str(raw / "jpg" / "image_0100.jpg"), *TINY]
+         "--epochs", "1", "--unfreeze-from", "none", "--predict", str(raw / "jpg" / "image_0100.jpg"),
+         "--weight-decay", "0.001", *TINY]
     )
     metrics2 = json.loads((run2 / "metrics.json").read_text())
     assert metrics2["single_image"]["image"].endswith("image_0100.jpg")
     assert metrics2["frozen_layers"] == metrics2["base_layers"]
+    assert metrics2["regularization"].startswith("weight decay 0.001 on ")
 
 
 @pytest.mark.parametrize("classes, message", [(["17"], "outside 0..16"), (["-1", "3"], "outside 0..16"),

@@ -122,12 +122,14 @@ def test_second_run_computes_no_bottleneck(first_run, prepared, capsys):
     second = train.main(
         ["--data-dir", str(prepared / "prepared"), "--output-dir", str(prepared / "run2"),
          "--cache-dir", str(prepared / "cache"), "--epochs", "1", "--finetune-epochs", "1",
-         "--schedule", "constant", *TINY]
+         "--schedule", "constant", "--l2-sp", *TINY]
     )
     assert json.loads((second / "config.json").read_text())["schedule"] == "constant"
     metrics = json.loads((second / "metrics.json").read_text())
     assert metrics["stage2"]["bottlenecks_computed"] == 0
     assert metrics["stage2"]["bottlenecks_reused"] == 54
+    # stage 3 under L2-SP: MobileNetV2's 156 float weights (BatchNorm's moving statistics excepted) anchored
+    assert metrics["stage3"]["regularization"].startswith("L2-SP: 156 transferred weights")
     out = capsys.readouterr().out
     assert "0 computed, 54 read" in out
     # At 32x32 the block_14 cut map is 1x1x160: 160 float32 values for each of 54 images.
