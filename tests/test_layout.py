@@ -73,3 +73,19 @@ def test_backbone_surgery_lives_in_common():
     assert "def split_base" in source and "def cut_point" in source
     for path in modules(*LESSONS):
         assert "def split_base" not in path.read_text(), path
+
+
+def test_the_readme_layout_names_every_command_and_only_commands():
+    """A reader tells commands from library code by the README's layout table (issue: commands set apart)."""
+    import re
+
+    readme = (ROOT / "README.md").read_text()
+    layout = readme[readme.index("## Layout"):readme.index("## What every training command writes")]
+    listed = set()
+    for row in layout.splitlines():
+        cells = row.split(" | ")
+        if row.startswith("| `") and len(cells) >= 3:
+            listed |= set(re.findall(r"`([a-z_0-9]+\.[a-z_0-9]+)`", cells[-1]))
+    commands = {f"{path.parent.name}.{path.stem}" for path in modules(*ALL_PACKAGES, "common", "labs") if is_command(path)}
+    commands |= {f"common.{path.parent.name}" for path in (ROOT / "common").glob("*/__main__.py")}
+    assert commands == listed, (sorted(commands - listed), sorted(listed - commands))
