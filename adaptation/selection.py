@@ -18,19 +18,14 @@ confident), which is why the grid is small and centred on the papers' value.
 """
 from __future__ import annotations
 
-import numpy as np
+from common import selection as common_selection
 
 #: lambda's candidates: the papers' 1 and a factor of about 3 either side
 TRADE_OFF_GRID = (0.3, 1.0, 3.0)
 
 
-def prediction_entropy(probabilities) -> float:
-    """Mean entropy (nats) of the rows of ``probabilities``: 0 for one-hot rows, log K for uniform ones.
-
-    Example: prediction_entropy([[1, 0], [0.5, 0.5]]) = (0 + log 2) / 2 = 0.347.
-    """
-    probabilities = np.clip(np.asarray(probabilities, np.float64), 1e-12, 1.0)
-    return float(np.mean(-np.sum(probabilities * np.log(probabilities), axis=1)))
+# the mean entropy of the rows (0 for one-hot rows, log K for uniform ones): one copy, shared with mmd.scoring
+prediction_entropy = common_selection.prediction_entropy
 
 
 def select_by_entropy(candidates):

@@ -41,6 +41,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from common.selection import row_entropy
+
 from .validation import InputError, check_positive
 
 
@@ -67,9 +69,7 @@ def target_probabilities(estimator, Xt) -> np.ndarray:
                      "that has predict_proba (e.g. classifier=LogisticRegression())")
 
 
-def _entropy(P, axis=1):
-    P = np.clip(P, 1e-300, 1.0)
-    return -np.sum(P * np.log(P), axis=axis)
+_entropy = row_entropy  # one copy of the entropy for the shallow and the deep lesson (common.selection)
 
 
 class _TargetScorer:
