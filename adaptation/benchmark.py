@@ -27,6 +27,15 @@ the deep methods train on them beside the source in l_c, TCA and JDA take
 them as extra labelled rows of the source side, and every method is scored
 on the rest of the target only (the same images for every method of a seed).
 
+For the deep methods with a lambda grid (``--trade-off auto``) the table is
+followed by a second one: the lambda each label-free criterion would pick
+(the target entropy that chooses here, deep embedded validation (DEV, You et
+al. 2019: the source validation loss importance-weighted towards the target by
+a domain classifier on the bottleneck features) and the source validation
+accuracy), the target accuracy that lands on, and the oracle: the best
+candidate by the target labels, shown for the gap and never used to choose.
+The JSON rows keep every candidate (``"candidates"``).
+
 The target's labels are read once per run, to score it. Each row reports the
 target accuracy per seed, their mean and standard deviation, and ``seconds``:
 the mean time of one seed's run (every training it took, the lambda
@@ -54,7 +63,7 @@ from adaptation.candidates import trade_off_candidates, train_once
 from adaptation.data import load_pair
 from adaptation.features import VIEWS
 from adaptation.inputs import VALIDATION_FRACTION, hold_out_labelled_target, predict_views, prepare_frozen
-from adaptation.selection import TRADE_OFF_GRID, select_by_entropy
+from adaptation.selection import TRADE_OFF_GRID, print_selection_table, select_by_entropy
 from common import cli
 from common.data import split_per_class
 from common.errors import UserError, main_guard
@@ -140,9 +149,16 @@ def deep_run(args, method: str, pair, prepared, seed: int) -> dict:
             + f" -> {chosen['trade_off']:g}", flush=True)
     adapter = chosen["adapter"]
     labels = prepared["target_labels"]
-    # The target's labels, read once: scoring.
-    def accuracy(domain):
-        return float(np.mean(predict_views(adapter, prepared["target_views"], domain).argmax(axis=1) == labels))
+
+    # The target's labels, read once: scoring (and, for the selection table, every candidate's oracle figure,
+    # computed after the choice and never used for it).
+    def accuracy(domain, model=None):
+        predicted = predict_views(model or adapter, prepared["target_views"], domain).argmax(axis=1)
+        return float(np.mean(predicted == labels))
+
+    candidates = [{"trade_off": run["trade_off"], "target_entropy": run["target_entropy"], "dev_risk": run["dev_risk"],
+                   "source_val_accuracy": run["source_val_accuracy"],
+                   "oracle_target_accuracy": accuracy("target", run["adapter"])} for run in runs] if len(runs) > 1 else []
 
     scores = {method: accuracy("target")}
     if method == "adabn":  # the same weights with the source's statistics: the source-only model
@@ -150,7 +166,8 @@ def deep_run(args, method: str, pair, prepared, seed: int) -> dict:
     elif f"{method}+adabn" in args.methods:  # the same network with the target's statistics
         adapter.adapt_batchnorm(prepared["target_train"])
         scores[f"{method}+adabn"] = accuracy("target")
-    return {"scores": scores, "seconds": sum(run["seconds"] for run in runs), "trade_off": chosen["trade_off"]}
+    return {"scores": scores, "seconds": sum(run["seconds"] for run in runs), "trade_off": chosen["trade_off"],
+            "candidates": candidates}
 
 
 def shallow_run(method: str, prepared) -> dict:
@@ -191,6 +208,7 @@ def main(argv=None) -> list[dict]:
         source_name, target_name = direction.split("->")
         whole = load_pair(source_name, target_name, args.data_dir)
         results: dict[str, list] = {}
+        candidates: dict[str, list] = {}
         for offset in range(args.seeds):
             seed = args.seed + offset
             set_seed(seed)
@@ -211,6 +229,8 @@ def main(argv=None) -> list[dict]:
                      if m in args.methods or f"{m}+adabn" in args.methods]
             for method in deep:
                 outcome = deep_run(args, method, pair, prepared, seed)
+                if outcome["candidates"]:
+                    candidates.setdefault(method, []).append(outcome["candidates"])
                 for name, accuracy in outcome["scores"].items():
                     if name in args.methods:
                         results.setdefault(name, []).append((accuracy, outcome["seconds"]))
@@ -219,6 +239,8 @@ def main(argv=None) -> list[dict]:
             accuracies = [a for a, _ in results[method]]
             seconds = [s for _, s in results[method]]
             rows.append(row(direction, method, accuracies, seconds, args.target_labels))
+            if method in candidates:  # lambda's candidates per seed: what each criterion saw, and the oracle
+                rows[-1]["candidates"] = candidates[method]
     print()
     if args.target_labels:
         print(f"--target-labels {args.target_labels}: that many labelled target images per class trained on, "
@@ -228,6 +250,7 @@ def main(argv=None) -> list[dict]:
         per_seed = " ".join(f"{a:.4f}" for a in item["accuracy"])
         print(f"{item['direction']:<26} {item['method']:<12} {item['accuracy_mean']:>7.4f} "
               f"{item['accuracy_std']:>7.4f}  {per_seed:<26} {item['seconds']:>7.1f}")
+    print_selection_table(rows)
     if args.json:
         path = Path(args.json)
         try:

@@ -17,6 +17,7 @@ import numpy as np
 from adaptation.adapter import DomainAdapter
 from adaptation.inputs import frozen, predict_views
 from adaptation.selection import prediction_entropy
+from common.selection import dev_risk
 from common.training import set_seed
 
 #: the papers train pretrained layers at a tenth of the new layers' rate
@@ -88,5 +89,25 @@ def train_once(args, pair, prepared, trade_off: float, encoder_weights=None, boa
     # unsupervised: the predicted distributions on the unlabelled target, no labels
     entropy = prediction_entropy(predict_views(adapter, prepared["target_views"], "target"))
     return {"adapter": adapter, "history": history, "trade_off": trade_off, "target_entropy": entropy,
+            "dev_risk": deep_embedded_validation(adapter, prepared, args.seed),
             "source_val_accuracy": history.epochs[-1]["source_val_accuracy"], "seconds": seconds,
             "encoder_weights": prepared["encoder"].get_weights() if encoder_weights is not None else None}
+
+
+#: source training rows the DEV domain classifier reads at most (a logistic regression on bottleneck features)
+DEV_ROWS = 4000
+
+
+def deep_embedded_validation(adapter, prepared, seed: int) -> float | None:
+    """DEV (You et al. 2019, ``common.selection``) of a trained adapter: its source validation losses,
+    importance-weighted towards the target by a domain classifier on its own bottleneck features.
+    Label-free on the target; None where the inputs are images rather than cached features."""
+    source_x = prepared["source_train"][0]
+    validation_x, validation_y = prepared["source_validation"]
+    if not isinstance(source_x, np.ndarray) or len(validation_y) < 2:
+        return None
+    rows = np.random.default_rng(seed).permutation(len(source_x))[:DEV_ROWS]
+    probabilities = adapter.predict_proba(validation_x, domain="source")
+    losses = -np.log(np.clip(probabilities[np.arange(len(validation_y)), validation_y], 1e-12, 1.0))
+    return dev_risk(adapter.transform(source_x[rows], domain="source"), adapter.transform(validation_x, domain="source"),
+                    losses, adapter.transform(prepared["target_all"], domain="target"), random_state=seed)

@@ -18,6 +18,8 @@ confident), which is why the grid is small and centred on the papers' value.
 """
 from __future__ import annotations
 
+import numpy as np
+
 from common import selection as common_selection
 
 #: lambda's candidates: the papers' 1 and a factor of about 3 either side
@@ -33,3 +35,42 @@ def select_by_entropy(candidates):
     if not candidates:
         raise ValueError("no candidates to choose from")
     return min(candidates, key=lambda candidate: candidate["target_entropy"])
+
+
+#: the label-free criteria of the selection table: (name, key of a candidate, lower is better)
+CRITERIA = (("entropy", "target_entropy", True), ("DEV", "dev_risk", True),
+            ("source validation", "source_val_accuracy", False))
+
+
+def selection_rows(rows) -> list[dict]:
+    """Per method and criterion: the lambda each seed's criterion picks, the target accuracy it lands on,
+    and how far that is below the oracle's pick (the candidate the target labels would choose)."""
+    table = []
+    for item in rows:
+        seeds = item.get("candidates") or []
+        if not seeds:
+            continue
+        oracle = [max(c["oracle_target_accuracy"] for c in seed) for seed in seeds]
+        for name, key, lower in CRITERIA:
+            if any(c[key] is None for seed in seeds for c in seed):
+                continue
+            picks = [(min if lower else max)(seed, key=lambda c, key=key: c[key]) for seed in seeds]
+            landed = [pick["oracle_target_accuracy"] for pick in picks]
+            table.append({"direction": item["direction"], "method": item["method"], "criterion": name,
+                          "picked": [pick["trade_off"] for pick in picks], "accuracy": float(np.mean(landed)),
+                          "oracle": float(np.mean(oracle)), "gap": float(np.mean(oracle) - np.mean(landed))})
+    return table
+
+
+def print_selection_table(rows) -> list[dict]:
+    """The selection table (``selection_rows``) as text; the oracle is shown, never used to choose."""
+    table = selection_rows(rows)
+    if table:
+        print("\nlambda chosen without target labels (the oracle column reads the target labels: shown, never used)")
+        print(f"{'direction':<26} {'method':<8} {'criterion':<18} {'lambda per seed':<16} {'accuracy':>8} "
+              f"{'oracle':>7} {'gap':>6}")
+        for entry in table:
+            picked = ",".join(f"{value:g}" for value in entry["picked"])
+            print(f"{entry['direction']:<26} {entry['method']:<8} {entry['criterion']:<18} {picked:<16} "
+                  f"{entry['accuracy']:>8.4f} {entry['oracle']:>7.4f} {entry['gap']:>6.4f}")
+    return table

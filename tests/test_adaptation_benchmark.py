@@ -14,6 +14,7 @@ from conftest import draw_image, snapshot
 
 from adaptation import benchmark, train
 from adaptation.data import FLOWER17_PER_CLASS, SHARED_FLOWERS
+from adaptation.selection import selection_rows
 
 TARGET_PER_CLASS = 3
 
@@ -96,3 +97,36 @@ def test_the_benchmark_refuses_an_output_dir_it_would_not_write(capsys):
     with pytest.raises(SystemExit) as stop:
         benchmark.parse_args(["--output-dir", "somewhere"])
     assert stop.value.code == 2 and "--json PATH" in capsys.readouterr().err
+
+
+def test_lambda_chosen_by_each_label_free_criterion_beside_the_oracle(data_dir, tmp_path, capsys):
+    rows = benchmark.main([
+        "--data-dir", str(data_dir), "--directions", "flower_photos->flower17", "--seeds", "1",
+        "--methods", "dan", "--epochs", "1", "--trade-off", "auto", "--trade-off-grid", "0.3,3", "--views", "original",
+        "--cache-dir", str(tmp_path / "cache"),
+        "--backbone", "vgg16", "--weights", "none", "--image-size", "32", "--batch-size", "4",
+    ])
+    (seed,) = rows[0]["candidates"]
+    assert [c["trade_off"] for c in seed] == [0.3, 3.0]
+    for candidate in seed:
+        assert np.isfinite(candidate["dev_risk"]) and candidate["dev_risk"] > 0  # a weighted cross-entropy
+        assert 0 <= candidate["oracle_target_accuracy"] <= 1
+    printed = capsys.readouterr().out
+    assert "never used" in printed
+    table = selection_rows(rows)
+    assert {entry["criterion"] for entry in table} == {"entropy", "DEV", "source validation"}
+    by_entropy = next(entry for entry in table if entry["criterion"] == "entropy")
+    assert by_entropy["picked"] == [min(seed, key=lambda c: c["target_entropy"])["trade_off"]]
+    assert all(entry["gap"] >= 0 for entry in table)
+
+
+def test_the_selection_table_reads_each_criterion_the_right_way_round():
+    seeds = [[{"trade_off": 0.3, "target_entropy": 0.1, "dev_risk": 0.9, "source_val_accuracy": 0.7,
+               "oracle_target_accuracy": 0.6},
+              {"trade_off": 1.0, "target_entropy": 0.3, "dev_risk": 0.2, "source_val_accuracy": 0.9,
+               "oracle_target_accuracy": 0.8}]]
+    table = {entry["criterion"]: entry for entry in selection_rows([{"direction": "a->b", "method": "dan",
+                                                                      "candidates": seeds}])}
+    assert table["entropy"]["picked"] == [0.3] and table["entropy"]["gap"] == pytest.approx(0.2)
+    assert table["DEV"]["picked"] == [1.0] and table["DEV"]["gap"] == 0
+    assert table["source validation"]["picked"] == [1.0]
