@@ -8,7 +8,8 @@ Textbook section 12.3 as a library:
                     CLI `python -m mmd.distance`
 * `mmd.solvers`   - `TCA`, `JDA`, `BDA` scikit-learn estimators (eq. 10-20),
                     exact or Nystrom kernels
-* `mmd.eigensolvers` - eq. 20: exact (Cholesky + eigh) and warm-started iterative
+* `mmd.eigensolvers` - eq. 20: exact (the k wanted pairs of one dense symmetric
+                    problem, LAPACK on a CPU) and warm-started iterative
 * `mmd.weighting` - `KMM`, `KLIEP`: instance weights of eq. 2 (12.2.3) for a
                     wrapped classifier
 * `mmd.boosting`  - `TrAdaBoost`, with a few labelled target samples

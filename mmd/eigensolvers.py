@@ -133,10 +133,10 @@ def lapack_preferred() -> bool:
     return not tf.config.list_logical_devices("GPU")
 
 
-#: BLAS / LAPACK threads of the CPU path's dense calls.  One, measured: on
-#: the shared 2-core machine (load average 3.6) dsyevd of an 800 x 800
-#: matrix took 0.08 s with one OpenBLAS thread and 1.25-2.5 s with two, and
-#: B = Pc^T Pc of C->A 0.028 s against 0.15 s (mmd/README.md): OpenBLAS's
+#: BLAS / LAPACK threads of the CPU path's dense calls.  One, measured on the
+#: shared 2-core machine (load average 3.6-5.9, best of 5): dsyevd of an
+#: 800 x 800 matrix took 0.083 s with one OpenBLAS thread and 1.25 s with
+#: two, the syrk of C->A's 2081 x 800 rows 0.027 s against 0.16 s.  OpenBLAS's
 #: threads wait for each other by spinning, and under load one of them is
 #: always descheduled.  The estimators limit the threads only around their
 #: own calls (`blas_threads`).
