@@ -96,8 +96,7 @@ def _worker(spec: dict):
     """One fit in this (fresh) process; prints a JSON line with the results."""
     Xs, ys, Xt, yt = synthetic_domains(spec["n"], spec["d"], spec["classes"], spec["shift"],
                                        spec["seed"])
-    from .eigensolvers import warm_up
-    from .solvers import JDA
+    from .solvers import JDA, warm_up
     warm_up()
     params = dict(n_components=spec["n_components"], n_iter=spec["n_iter"],
                   lambda_=spec["lambda_scale"] * spec["n"] / 1000.0)

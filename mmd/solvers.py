@@ -336,13 +336,15 @@ class _NearestNeighbour:
 
     def fit(self, Z, y):
         self.Z_ = tf.convert_to_tensor(Z, tf.float64)
+        # the float32 copy and the squared norms, once for every query block
+        self.Z32_, self.sq_ = _reference_parts(self.Z_)
         self.y_ = np.asarray(y)
         return self
 
     def predict(self, Z):
         Z = tf.convert_to_tensor(Z, tf.float64)
         rows = max(1, BLOCK_ENTRIES // max(int(self.Z_.shape[0]), 1))
-        nearest = [_nearest(self.Z_, Z[start:start + rows]).numpy()
+        nearest = [_nearest(self.Z_, self.Z32_, self.sq_, Z[start:start + rows]).numpy()
                    for start in range(0, int(Z.shape[0]), rows)]
         return self.y_[np.concatenate(nearest)]
 
@@ -350,10 +352,19 @@ class _NearestNeighbour:
 _MATRIX = tf.TensorSpec([None, None], tf.float64)
 
 
-@tf.function(input_signature=[_MATRIX, _MATRIX])
-def _nearest(reference, queries):
+@tf.function(input_signature=[_MATRIX])
+def _reference_parts(reference):
+    """The float32 copy of the 1-NN's reference rows and their float64
+    squared norms (`_nearest`)."""
+    return tf.cast(reference, tf.float32), tf.reduce_sum(reference * reference, axis=1)
+
+
+@tf.function(input_signature=[_MATRIX, tf.TensorSpec([None, None], tf.float32),
+                              tf.TensorSpec([None], tf.float64), _MATRIX])
+def _nearest(reference, reference32, sq, queries):
     """Index of each query's nearest reference row (one compiled call),
-    the same as the float64 search `_nearest64` gives.
+    the same as the float64 search `_nearest64` gives (`_reference_parts`
+    gives reference32 and sq).
 
     The search runs in float32 (oneDNN's matmul: a quarter of the float64
     one's time on C->A) and only the queries whose float32 winner is not
@@ -363,12 +374,11 @@ def _nearest(reference, queries):
     q, r and ||r||^2 to float32, and the length-k dot product), so a
     reference more than twice that above the best cannot win in float64.
     Ties (duplicate samples) are always rechecked."""
-    sq = tf.reduce_sum(reference * reference, axis=1)
     k = tf.cast(tf.shape(reference)[1], tf.float32)
-    r32, q32 = tf.cast(reference, tf.float32), tf.cast(queries, tf.float32)
-    d32 = tf.cast(sq, tf.float32)[None, :] - 2.0 * tf.matmul(q32, r32, transpose_b=True)
-    scale = tf.sqrt(tf.reduce_max(tf.cast(sq, tf.float32))) * \
-        tf.reduce_max(tf.norm(q32, axis=1)) + tf.reduce_max(tf.cast(sq, tf.float32))
+    sq32 = tf.cast(sq, tf.float32)
+    q32 = tf.cast(queries, tf.float32)
+    d32 = sq32[None, :] - 2.0 * tf.matmul(q32, reference32, transpose_b=True)
+    scale = tf.sqrt(tf.reduce_max(sq32)) * tf.reduce_max(tf.norm(q32, axis=1)) + tf.reduce_max(sq32)
     margin = 2.0 * (2.0 * k + 5.0) * np.finfo(np.float32).eps * tf.maximum(scale, 1.0)
     best = tf.reduce_min(d32, axis=1, keepdims=True)
     unsure = tf.where(tf.reduce_sum(tf.cast(d32 <= best + margin, tf.int32), axis=1) > 1)

@@ -209,7 +209,7 @@ def test_a_fit_retraces_no_graph_once_warmed_up():
     solvers.warm_up()
     graphs = [eigensolvers._first_cold, eigensolvers._first_warm, eigensolvers._later_step,
               eigensolvers._range_operator, eigensolvers._range_vectors, solvers._project,
-              solvers._nearest]
+              solvers._nearest, solvers._reference_parts]
     before = [g.experimental_get_tracing_count() for g in graphs]
     assert min(before) >= 1
     for d in (40, 130):               # the B side, then the Gram side (n = 110 < 130)
@@ -231,7 +231,8 @@ def test_the_float32_nearest_neighbour_search_gives_the_float64_answer():
                          unit_rows(tf.constant(rng.standard_normal((200, 40)))).numpy()])
     ref[200:220] = ref[40:60] + 1e-9 * rng.standard_normal((20, 40))   # near ties
     ref, queries = tf.constant(ref), unit_rows(tf.constant(queries))
-    np.testing.assert_array_equal(solvers._nearest(ref, queries).numpy(),
+    np.testing.assert_array_equal(solvers._nearest(ref, *solvers._reference_parts(ref),
+                                                   queries).numpy(),
                                   solvers._nearest64(ref, queries).numpy())
     # the rounding bound the recheck relies on holds (a bf16 matmul would break it)
     sq = tf.reduce_sum(ref * ref, axis=1)
