@@ -47,10 +47,9 @@ candidate under trade-off-<value>/ when --trade-off is auto).
 """
 from __future__ import annotations
 
-import os
+import common.startup  # noqa: F401  (first, before TensorFlow: its start-up messages only with --verbose)
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
+# isort: split
 import time
 
 from adaptation.adapter import DEFAULT_LAMBDA_SCHEDULE, METHODS

@@ -18,10 +18,9 @@ place of ``predict_generator`` with hard-coded labels (E18, E19).
 """
 from __future__ import annotations
 
-import os
+import common.startup  # noqa: F401  (first, before TensorFlow: its start-up messages only with --verbose)
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
+# isort: split
 import time
 
 import keras

@@ -28,10 +28,9 @@ What the textbook does, and what changed for Keras 3:
 """
 from __future__ import annotations
 
-import os
+import common.startup  # noqa: F401  (first, before TensorFlow: its start-up messages only with --verbose)
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
+# isort: split
 import json
 import time
 from pathlib import Path

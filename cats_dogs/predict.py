@@ -12,10 +12,9 @@ a prediction sees what training saw. Same arguments and table as
 """
 from __future__ import annotations
 
-import os
+import common.startup  # noqa: F401  (first, before TensorFlow: its start-up messages only with --verbose)
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
+# isort: split
 from cats_dogs.model import OUTPUT_PARENT
 from common.errors import main_guard
 from common.predict import predict_command

@@ -11,6 +11,9 @@ with ``--link``); the source is never modified.
 """
 from __future__ import annotations
 
+import common.startup  # noqa: F401  (first, before TensorFlow: its start-up messages only with --verbose)
+
+# isort: split
 import re
 from pathlib import Path
 

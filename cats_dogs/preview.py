@@ -13,10 +13,9 @@ writes 21 (E28).
 """
 from __future__ import annotations
 
-import os
+import common.startup  # noqa: F401  (first, before TensorFlow: its start-up messages only with --verbose)
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
+# isort: split
 from pathlib import Path
 
 from common.augment import Augmenter

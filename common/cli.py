@@ -19,11 +19,22 @@ DEFAULT_CACHE_DIR = "data/cache/features"
 def make_parser(description: str, epilog: str | None = None) -> argparse.ArgumentParser:
     main = sys.modules.get("__main__")
     spec = getattr(main, "__spec__", None)
-    return argparse.ArgumentParser(
+    parser = argparse.ArgumentParser(
         prog=f"python -m {spec.name}" if spec is not None else None,
         description=description,
         epilog=epilog,
         formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_verbose_argument(parser)
+    return parser
+
+
+def add_verbose_argument(parser: argparse.ArgumentParser) -> None:
+    """``--verbose`` on every command: read from the command line by ``common.startup`` before TensorFlow loads."""
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="show TensorFlow's start-up messages (oneDNN, CUDA), hidden by default (common.startup)",
     )
 
 

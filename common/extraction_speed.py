@@ -14,10 +14,9 @@ Prints a table and writes ``benchmark.json`` and ``benchmark.png`` to the run fo
 """
 from __future__ import annotations
 
-import os
+import common.startup  # noqa: F401  (first, before TensorFlow: its start-up messages only with --verbose)
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
+# isort: split
 import json
 import tempfile
 import time

@@ -26,6 +26,9 @@ The export folder (default: RUN/export; an existing one is never overwritten):
 """
 from __future__ import annotations
 
+import common.startup  # noqa: F401  (first, before TensorFlow: its start-up messages only with --verbose)
+
+# isort: split
 import json
 import shutil
 import sys

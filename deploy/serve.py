@@ -25,6 +25,9 @@ form.
 """
 from __future__ import annotations
 
+import common.startup  # noqa: F401  (first, before TensorFlow: its start-up messages only with --verbose)
+
+# isort: split
 import base64
 import html
 import io

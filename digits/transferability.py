@@ -22,10 +22,9 @@ baseB. The curves are plotted as the paper's Figure 2.
 """
 from __future__ import annotations
 
-import os
+import common.startup  # noqa: F401  (first, before TensorFlow: its start-up messages only with --verbose)
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
+# isort: split
 import time
 
 import numpy as np

@@ -20,10 +20,9 @@ default the newest one); the whole table goes to ``table2.md``.
 """
 from __future__ import annotations
 
-import os
+import common.startup  # noqa: F401  (first, before TensorFlow: its start-up messages only with --verbose)
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
+# isort: split
 import json
 import pickle
 import time

@@ -10,10 +10,9 @@ training. Same arguments and table as ``python -m cats_dogs.predict``.
 """
 from __future__ import annotations
 
-import os
+import common.startup  # noqa: F401  (first, before TensorFlow: its start-up messages only with --verbose)
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
+# isort: split
 from common.errors import main_guard
 from common.predict import predict_command
 from flowers.data import OUTPUT_PARENT

@@ -22,10 +22,9 @@ and pass ``--from <that folder>/flower_photos``.
 """
 from __future__ import annotations
 
-import os
+import common.startup  # noqa: F401  (first, before TensorFlow: its start-up messages only with --verbose)
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
+# isort: split
 import json
 import shutil
 from pathlib import Path

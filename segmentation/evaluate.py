@@ -14,10 +14,9 @@ precision, and per patient), per_image.csv, overlays.png and table3.md.
 """
 from __future__ import annotations
 
-import os
+import common.startup  # noqa: F401  (first, before TensorFlow: its start-up messages only with --verbose)
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
+# isort: split
 import json
 from pathlib import Path
 

@@ -11,6 +11,9 @@ with its run's config.json.
 """
 from __future__ import annotations
 
+import common.startup  # noqa: F401  (first, before TensorFlow: its start-up messages only with --verbose)
+
+# isort: split
 import json
 from pathlib import Path
 

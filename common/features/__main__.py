@@ -21,10 +21,9 @@ them to the lesson (``python -m flowers.train --help``,
 """
 from __future__ import annotations
 
-import os
+import common.startup  # noqa: F401  (first, before TensorFlow: its start-up messages only with --verbose)
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
+# isort: split
 import importlib
 from pathlib import Path
 
