@@ -153,9 +153,12 @@ def test_benchmark_profile_splits_each_tasks_seconds_into_stages(capsys, tmp_pat
         r = res["tasks"][task]["iterative"]
         assert set(r["stages"]) <= set(benchmark.STAGES) and {"B", "solves", "1-NN"} <= set(r["stages"])
         assert sum(r["stages"].values()) <= r["seconds"] + 1e-3
+        assert r["cpu_seconds"] > 0                       # one task at a time: its CPU seconds
         row = next(line.split() for line in table if line.startswith(task))
         assert float(row[-1]) == pytest.approx(r["seconds"], abs=0.0015)   # the task's own seconds
     assert next(line for line in table if line.startswith("share"))
+    assert res["summary"]["iterative"]["total_cpu_seconds"] == pytest.approx(
+        sum(res["tasks"][t]["iterative"]["cpu_seconds"] for t in ("C->A", "W->D")), abs=0.01)
 
 
 def test_distance_on_feature_files(capsys, tmp_path):
