@@ -118,24 +118,27 @@ def load_image_folder(
             f"a classifier needs at least {min_classes} class folders"
         )
 
+    from common.progress import Progress
+
     paths: list[str] = []
     labels: list[int] = []
     skipped: list[tuple[str, str]] = []
-    for label, name in enumerate(class_names):
-        class_dir = root / name
-        count = 0
-        for file in sorted(class_dir.iterdir()):
-            if file.name.startswith(".") or file.is_dir():
-                continue
-            reason = check_image_file(file)
-            if reason is not None:
-                skipped.append((str(file), reason))
-                continue
-            paths.append(str(file))
-            labels.append(label)
-            count += 1
-        if count == 0:
-            raise UserError(f"class folder {class_dir} holds no readable images")
+    listed = {name: [file for file in sorted((root / name).iterdir()) if not file.name.startswith(".")
+                     and not file.is_dir()] for name in class_names}
+    with Progress(sum(map(len, listed.values())), f"checking the {description}", unit="images") as progress:
+        for label, name in enumerate(class_names):
+            count = 0
+            for file in listed[name]:
+                reason = check_image_file(file)
+                progress.update(1)
+                if reason is not None:
+                    skipped.append((str(file), reason))
+                    continue
+                paths.append(str(file))
+                labels.append(label)
+                count += 1
+            if count == 0:
+                raise UserError(f"class folder {root / name} holds no readable images")
     if skipped:
         warn_skipped(skipped)
     return ImageFolder(root, list(class_names), paths, np.asarray(labels, dtype=np.int32), skipped)

@@ -216,6 +216,10 @@ def fit(model, train, *, epochs: int, distribution: Distribution, validation=Non
     """
     arrays = isinstance(train, tuple)
     if distribution.name == "none":
+        from common.progress import KerasProgress
+
+        # Keras' verbose=2 prints an epoch when it ends; the steps and the validation pass show as they go
+        callbacks = [*callbacks, KerasProgress()] if verbose else list(callbacks)
         if arrays:
             x, y = train
             return model.fit(x, y, batch_size=batch_size, shuffle=True, validation_data=validation,
@@ -302,17 +306,21 @@ def evaluate(model, dataset, distribution: Distribution) -> tuple[float, float]:
     Under a strategy every worker scores the whole dataset itself (a plain
     forward pass, which all strategies run correctly), so all agree.
     """
+    from common.progress import KerasProgress, Progress
+
     if distribution.name == "none":
-        loss, accuracy = model.evaluate(dataset, verbose=0)
+        loss, accuracy = model.evaluate(dataset, verbose=0, callbacks=[KerasProgress("validation")])
         return float(loss), float(accuracy)
     loss_function, accuracy = _loss_and_accuracy(model)
     total_loss, hits, count = 0.0, 0.0, 0
-    for images, labels in dataset:
-        predictions = model(images, training=False)
-        size = int(predictions.shape[0])
-        total_loss += float(loss_function(labels, predictions).numpy().sum())
-        hits += float(accuracy(labels, predictions)) * size
-        count += size
+    with Progress(None, "validation", unit="batches") as progress:
+        for images, labels in dataset:
+            predictions = model(images, training=False)
+            size = int(predictions.shape[0])
+            total_loss += float(loss_function(labels, predictions).numpy().sum())
+            hits += float(accuracy(labels, predictions)) * size
+            count += size
+            progress.update(1)
     return total_loss / count, hits / count
 
 

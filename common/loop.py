@@ -6,8 +6,9 @@ target batch at once, with a weight lambda that follows training progress;
 the segmentation GAN (eq. 24) alternates two networks and two optimizers. Each
 writes its training step as a plain function of (batch, progress); this loop
 compiles it, feeds it batches and progress, records every step's values (the
-per-step curves the chapter plots), shows a progress bar, and calls back at
-each epoch's end for validation and checkpoints.
+per-step curves the chapter plots), shows each epoch's steps as it goes
+(``common.progress``: a bar, or a line every few seconds in a log), and calls
+back at each epoch's end for validation and checkpoints.
 
 A step function::
 
@@ -26,7 +27,6 @@ losses inside the step should then be averaged over the *global* batch
 from __future__ import annotations
 
 import dataclasses
-import sys
 import time
 
 import numpy as np
@@ -63,7 +63,8 @@ def train_loop(
     (validation scores); a returned ``"stop": True`` ends training there.
     """
     import tensorflow as tf
-    from tqdm.auto import tqdm
+
+    from common.progress import Progress
 
     if epochs < 0 or steps_per_epoch < 1:
         raise ValueError(f"need epochs >= 0 and steps_per_epoch >= 1, not {epochs} and {steps_per_epoch}")
@@ -88,11 +89,9 @@ def train_loop(
     epoch_rows: list[dict] = []
     started = time.perf_counter()
     stopped = False
-    show = progress_bar and sys.stderr.isatty()
     for epoch in range(1, epochs + 1):
         epoch_started = time.perf_counter()
-        bar = tqdm(total=steps_per_epoch, desc=f"{description} {epoch}/{epochs}", unit="step",
-                   disable=not show, leave=False)
+        bar = Progress(steps_per_epoch, f"{description} {epoch}/{epochs}") if progress_bar else None
         first = len(step_rows)
         for _ in range(steps_per_epoch):
             number = len(step_rows)
@@ -100,7 +99,8 @@ def train_loop(
             try:
                 batch = next(iterator)
             except StopIteration:
-                bar.close()
+                if bar is not None:
+                    bar.close()
                 raise ValueError(
                     f"the dataset ran out after {number} steps of {total}; repeat() it"
                 ) from None
@@ -108,8 +108,10 @@ def train_loop(
             row = {"step": number + 1, "epoch": epoch, "progress": progress}
             row.update({key: float(value) for key, value in values.items()})
             step_rows.append(row)
-            bar.update(1)
-        bar.close()
+            if bar is not None:
+                bar.update(1, **{key: row[key] for key in values})
+        if bar is not None:
+            bar.close()
         keys = [key for key in step_rows[-1] if key not in ("step", "epoch", "progress")]
         summary = {"epoch": epoch}
         summary.update({key: float(np.mean([r[key] for r in step_rows[first:]])) for key in keys})

@@ -81,7 +81,8 @@ def classification_metrics(y_true, probabilities, class_names: list[str], losses
     return metrics
 
 
-def predictions_and_losses(model, data, loss=None, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
+def predictions_and_losses(model, data, loss=None, batch_size: int = 256,
+                           description: str = "scoring") -> tuple[np.ndarray, np.ndarray]:
     """The model's outputs on ``data`` and each example's loss, computed as ``Model.fit`` validates.
 
     ``data`` is a dataset of (inputs, labels) batches or arrays
@@ -90,10 +91,13 @@ def predictions_and_losses(model, data, loss=None, batch_size: int = 256) -> tup
     a sigmoid or softmax layer still carries the logits, so its cross-entropy
     is exact where the probabilities ``Model.predict`` returns have saturated
     (see ``classification_metrics``); this does the same, in one pass.
-    Returns (outputs as float32, per-example losses as float64).
+    Returns (outputs as float32, per-example losses as float64); ``description`` names the pass in its
+    progress bar or lines (``common.progress``).
     """
     import keras
     import tensorflow as tf
+
+    from common.progress import Progress
 
     loss = model.loss if loss is None else loss
     per_example = loss.call if isinstance(loss, keras.losses.Loss) else keras.losses.get(loss)
@@ -113,13 +117,18 @@ def predictions_and_losses(model, data, loss=None, batch_size: int = 256) -> tup
         all_inputs, all_labels = data[0], np.asarray(data[1])
         batches = ((all_inputs[first:first + batch_size], all_labels[first:first + batch_size])
                    for first in range(0, len(all_labels), batch_size))
+        total = -(-len(all_labels) // batch_size)
     else:
         batches = iter(data)
+        known = int(data.cardinality()) if hasattr(data, "cardinality") else -1   # -1, -2: unknown, endless
+        total = known if known > 0 else None
     outputs, losses = [], []
-    for inputs, labels in batches:
-        batch_outputs, batch_losses = score(inputs, labels)
-        outputs.append(batch_outputs.numpy())
-        losses.append(batch_losses.numpy())
+    with Progress(total, description, unit="batches") as progress:
+        for inputs, labels in batches:
+            batch_outputs, batch_losses = score(inputs, labels)
+            outputs.append(batch_outputs.numpy())
+            losses.append(batch_losses.numpy())
+            progress.update(1)
     if not outputs:
         raise ValueError("no validation samples to score")
     return (np.concatenate(outputs).astype(np.float32, copy=False),

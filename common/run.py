@@ -14,7 +14,8 @@ any strategy:
 
 - ``run.fit(model, data, epochs=...)``: Keras' ``Model.fit`` on one device,
   the replicated step of ``common.distribute`` under a strategy, with the
-  history CSV, checkpoints, early stopping and TensorBoard either way;
+  history CSV, checkpoints, early stopping and TensorBoard either way, and
+  each epoch's steps and validation pass shown as they go (``common.progress``);
 - ``run.loop(step, batches, ...)``: the custom step of ``common.loop`` for what
   ``Model.fit`` cannot express (two batches per step, two networks); inside a
   step, ``run.mean(per_example_losses)`` is the batch mean that stays right

@@ -178,7 +178,8 @@ def extract_features(
     holds what is available so far.
     """
     import tensorflow as tf
-    from tqdm.auto import tqdm
+
+    from common.progress import Progress
 
     start = time.perf_counter()
     paths = [str(p) for p in paths]
@@ -216,7 +217,7 @@ def extract_features(
         # the network's; every submitted shard is finished before returning.
         writer = concurrent.futures.ThreadPoolExecutor(max_workers=1)
         writes = []
-        bar = tqdm(total=len(todo), desc=description, unit="img", disable=not progress, leave=False)
+        bar = Progress(len(todo), description, unit="images") if progress else None
         try:
             for batch_number, (images, indices) in enumerate(dataset):
                 output = forward(images).numpy()
@@ -225,14 +226,16 @@ def extract_features(
                     computed[key] = feature
                     pending_keys.append(key)
                     pending_features.append(feature)
-                bar.update(len(output))
+                if bar is not None:
+                    bar.update(len(output))
                 if cache is not None and len(pending_keys) >= SHARD_IMAGES:
                     writes.append(writer.submit(cache.write, pending_keys, np.stack(pending_features)))
                     pending_keys, pending_features = [], []
                 if _after_batch is not None:
                     _after_batch(batch_number)
         finally:
-            bar.close()
+            if bar is not None:
+                bar.close()
             if cache is not None and pending_keys:
                 writes.append(writer.submit(cache.write, pending_keys, np.stack(pending_features)))
             writer.shutdown(wait=True)
