@@ -22,6 +22,7 @@ from adaptation.measures import domain_mmd2, proxy_a_distance
 from adaptation.plots import plot_epochs, plot_features, plot_steps
 from common.predict import MODEL_FILE, write_labels
 from common.reports import classification_metrics, plot_confusion, write_history
+from common.training import save_model
 
 
 def score(adapter: DomainAdapter, prepared: dict, class_names) -> tuple[dict, float]:
@@ -92,7 +93,7 @@ def write_run(folder, args, adapter: DomainAdapter, history, prepared: dict, aft
         prepared["source_all"][1], prepared["target_labels"], class_names, folder / "features.png",
         method=args.embedding, seed=args.seed,
     )
-    saved_model(args, adapter, prepared).save(folder / MODEL_FILE)
+    save_model(saved_model(args, adapter, prepared), folder / MODEL_FILE)
     write_labels(folder, class_names)
 
 

@@ -8,8 +8,11 @@ The pretrained convolutional base turns every training and validation image
 into its last feature map once; the features go to the on-disk cache, so a
 second run (or a run killed half-way) computes nothing it already has. A top
 model (Flatten, Dense 256, Dropout 0.5, Dense 1 sigmoid; rmsprop) is then
-trained on the cached features. Its weights, ``bottleneck_fc_model.weights.h5``,
-are where ``python -m cats_dogs.finetune`` starts.
+trained on the cached features. The run's one model file, ``model.keras``
+(pixels in: the base with the top model on it, no optimizer state), is what
+``python -m cats_dogs.predict`` uses, and its layer ``top_model`` is where
+``python -m cats_dogs.finetune`` starts (the slides save the top model's
+weights to a file of their own, ``bottleneck_fc_model.h5``, E27).
 
 Where the slides' Keras 2 code is not followed (docs/textbook-errata.md): no
 ``ImageDataGenerator(rescale=1/255)`` (E16, E23: the backbone's own
@@ -25,12 +28,12 @@ import time
 
 import keras
 
-from cats_dogs.model import OUTPUT_PARENT, TOP_WEIGHTS, build_top_model, full_model, load_splits, loss_for, make_parser
+from cats_dogs.model import OUTPUT_PARENT, build_top_model, full_model, load_splits, loss_for, make_parser
 from common import cli
 from common.backbones import build_model, weights_fingerprint
 from common.errors import main_guard
 from common.features import FeatureCache, cache_namespace, extract_features
-from common.predict import MODEL_FILE, write_labels
+from common.predict import write_labels
 from common.reports import classification_metrics, predictions_and_losses
 from common.run import Run
 
@@ -71,8 +74,7 @@ def main(argv=None) -> dict:
         history = run.fit(top, (train_features.features, train_labels), batch_size=args.batch_size,
                           validation=(validation_features.features, validation_labels), epochs=args.epochs)
         fit_seconds = time.perf_counter() - fit_start
-        top.save_weights(run.folder / TOP_WEIGHTS)
-        full_model(args.backbone, base, top).save(run.folder / MODEL_FILE)
+        run.save(full_model(args.backbone, base, top))  # the top model inside, as the layer finetune reads
         write_labels(run.folder, train.class_names)
 
         # 3. Report on the validation images.

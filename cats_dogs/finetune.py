@@ -1,7 +1,7 @@
 """Stage 2 of the cats-vs-dogs lab: fine-tune the last convolutional block with the trained top model.
 
     python -m cats_dogs.finetune                # starts from the newest bottleneck run
-    python -m cats_dogs.finetune --top-model runs/cats_dogs/bottleneck-.../bottleneck_fc_model.weights.h5
+    python -m cats_dogs.finetune --top-model runs/cats_dogs/bottleneck-...   # that run's model.keras
 
 What the textbook does, and what changed for Keras 3:
 - The base gets the top model trained by ``cats_dogs.bottleneck`` (starting
@@ -38,7 +38,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from cats_dogs.model import OUTPUT_PARENT, TOP_WEIGHTS, build_top_model, full_model, load_splits, loss_for, make_parser
+from cats_dogs.model import OUTPUT_PARENT, TOP_MODEL, build_top_model, full_model, load_splits, loss_for, make_parser
 from common import cli
 from common.augment import Augmenter
 from common.backbones import build_base, freeze_below
@@ -58,8 +58,8 @@ def parse_args(argv=None):
     parser = make_parser(__doc__)
     stage = parser.add_argument_group("fine-tuning")
     stage.add_argument("--top-model", default=None,
-                       help=f"top-model weights from cats_dogs.bottleneck (default: {TOP_WEIGHTS} "
-                       f"of the newest {OUTPUT_PARENT}/bottleneck-* run)")
+                       help="the trained top model: a cats_dogs.bottleneck run folder or its model.keras, or a "
+                       f"top-model .weights.h5 file (default: the newest {OUTPUT_PARENT}/bottleneck-* run)")
     stage.add_argument("--learning-rate", type=float, default=1e-4, help="SGD learning rate (default: 1e-4)")
     stage.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (default: 0.9)")
     cli.add_unfreeze_argument(stage)
@@ -73,20 +73,22 @@ def parse_args(argv=None):
 
 
 def find_top_model(args) -> Path:
-    """The top-model weights to start from, checked against this run's backbone and size."""
+    """The bottleneck run's model file (or a top-model weights file) to start from, checked against this run's
+    backbone and size."""
     if args.top_model:
         path = Path(args.top_model)
+        path = path / MODEL_FILE if path.is_dir() else path
         if not path.is_file():
-            raise UserError(f"top-model weights {path} do not exist; run python -m cats_dogs.bottleneck first")
+            raise UserError(f"top model {path} does not exist; run python -m cats_dogs.bottleneck first")
     else:
-        run = latest_run(OUTPUT_PARENT, "bottleneck", TOP_WEIGHTS)
+        run = latest_run(OUTPUT_PARENT, "bottleneck", MODEL_FILE)
         if run is None:
             raise UserError(
                 f"no trained top model found under {OUTPUT_PARENT}/bottleneck-*/; run "
                 "python -m cats_dogs.bottleneck first (with the same --backbone and --image-size), "
                 "or pass --top-model PATH"
             )
-        path = run / TOP_WEIGHTS
+        path = run / MODEL_FILE
     config_file = path.parent / "config.json"
     if config_file.exists():
         trained = json.loads(config_file.read_text())
@@ -113,7 +115,10 @@ def main(argv=None) -> dict:
         base = build_base(args.backbone, args.weights, args.image_size)
         top = build_top_model(base.output_shape[1:], train.num_classes)
         try:
-            top.load_weights(top_path)
+            if top_path.suffix == ".keras":   # a bottleneck run's model: its top model's weights
+                top.set_weights(keras.saving.load_model(top_path, compile=False).get_layer(TOP_MODEL).get_weights())
+            else:
+                top.load_weights(top_path)
         except Exception as error:
             raise UserError(f"top-model weights {top_path} do not fit this model: {first_line(error)}") from None
         model = full_model(args.backbone, base, top)
@@ -143,7 +148,7 @@ def main(argv=None) -> dict:
         history = run.fit(model, train_data, steps_per_epoch=-(-len(train) // args.batch_size),
                           validation=validation_data, epochs=args.epochs, callbacks=run.callbacks(patience=args.patience))
         fit_seconds = time.perf_counter() - fit_start
-        model.save(run.folder / MODEL_FILE)
+        run.save(model)  # no optimizer state: SGD's momentum would add a copy of every fine-tuned weight
         write_labels(run.folder, train.class_names)
 
         # 4. Report the saved model on the validation images: the last epoch's, or early stopping's best.

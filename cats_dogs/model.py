@@ -10,8 +10,10 @@ from common.backbones import build_model
 from common.data import ImageFolder, load_image_folder
 
 OUTPUT_PARENT = "runs/cats_dogs"
-# The slides' name, with the suffix Keras 3's save_weights requires (docs/textbook-errata.md, E27).
-TOP_WEIGHTS = "bottleneck_fc_model.weights.h5"
+# The top model's layer name inside a bottleneck run's model.keras: where cats_dogs.finetune starts. The slides
+# save its weights to a file of their own, bottleneck_fc_model.h5 (docs/textbook-errata.md, E27); here the run's
+# one model file holds it.
+TOP_MODEL = "top_model"
 
 
 def make_parser(doc: str):
@@ -53,7 +55,7 @@ def build_top_model(feature_shape, num_classes: int = 2) -> keras.Model:
         outputs = keras.layers.Dense(1, activation="sigmoid")(x)
     else:
         outputs = keras.layers.Dense(num_classes, activation="softmax")(x)
-    return keras.Model(inputs, outputs, name="top_model")
+    return keras.Model(inputs, outputs, name=TOP_MODEL)
 
 
 def loss_for(num_classes: int) -> str:

@@ -41,8 +41,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from common import cli, distribute
+from common.predict import MODEL_FILE
 from common.reports import finish_run, print_summary
-from common.training import save_config, set_seed, standard_callbacks, tensorboard_for_loop
+from common.training import save_config, save_model, set_seed, standard_callbacks, tensorboard_for_loop
 
 
 class Run:
@@ -181,6 +182,10 @@ class Run:
         return tensorboard_for_loop(self.folder / under if under else self.folder, model, optimizer)
 
     # ------------------------------------------------------------------ results
+    def save(self, model, name: str = MODEL_FILE) -> Path:
+        """The run's one model file: architecture and weights, no optimizer state (``common.training.save_model``)."""
+        return save_model(model, self.folder / name)
+
     def finish(self, history: dict, metrics: dict, title: str = "") -> dict:
         """Write metrics.json, history.csv and the curves, print where, and return the metrics."""
         finish_run(self.folder, history, metrics, title=title)

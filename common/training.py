@@ -172,6 +172,48 @@ def tensorboard_for_loop(run_dir, model: keras.Model, optimizer) -> keras.callba
     return callbacks
 
 
+def save_model(model: keras.Model, path) -> Path:
+    """The model as a ``.keras`` file: its architecture and weights, never its optimizer's state.
+
+    Keras 3 writes a compiled model's optimizer variables into the same file
+    (``include_optimizer`` is for the legacy ``.h5`` format only), one more
+    copy per slot of every trainable weight: SGD with momentum doubles what
+    is fine-tuned, Adam triples it. No command resumes training from a saved
+    model (a rerun starts again, reading its cached features back), so the
+    state is never read; what is saved is the same layers (the same weight
+    variables, nothing copied) behind a new, uncompiled functional model.
+    ``keras.saving.load_model`` gives it back for prediction and export.
+    """
+    if getattr(model, "optimizer", None) is not None:
+        try:
+            model = keras.Model(model.inputs, model.outputs, name=model.name)
+        except (AttributeError, ValueError, TypeError):   # a subclassed model: a copy of its weights
+            clone = keras.models.clone_model(model)
+            clone.set_weights(model.get_weights())
+            model = clone
+    path = Path(path)
+    model.save(path)
+    return path
+
+
+class BestModel(keras.callbacks.Callback):
+    """The best-only checkpoint: the model file itself, rewritten (``save_model``) when ``monitor`` improves.
+
+    The kept checkpoint is the run's model: no second copy at the end, and no
+    optimizer state (Keras' ``ModelCheckpoint`` would write both).
+    """
+
+    def __init__(self, path, monitor: str = MONITOR):
+        super().__init__()
+        self.path, self.monitor, self.best = Path(path), monitor, None
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get(self.monitor)
+        if value is not None and (self.best is None or value > self.best):
+            self.best = float(value)
+            save_model(self.model, self.path)
+
+
 def standard_callbacks(
     run_dir: Path,
     checkpoint_name: str | None = None,
@@ -182,20 +224,13 @@ def standard_callbacks(
     """CSV history, optionally a best-only checkpoint, early stopping and TensorBoard.
 
     A checkpoint is written only where the command reloads it (flower17
-    reports its best epoch, as the textbook does); early stopping restores the
-    best epoch's weights, so the model it leaves is the one it chose.
+    reports its best epoch, as the textbook does), as the run's model file
+    itself (``BestModel``); early stopping restores the best epoch's weights,
+    so the model it leaves is the one it chose.
     """
     callbacks: list[keras.callbacks.Callback] = [EpochLog(str(Path(run_dir) / "history.csv"))]
     if checkpoint_name:
-        callbacks.append(
-            keras.callbacks.ModelCheckpoint(
-                str(Path(run_dir) / checkpoint_name),
-                monitor=monitor,
-                mode="max",
-                save_best_only=True,
-                save_weights_only=checkpoint_name.endswith(".weights.h5"),
-            )
-        )
+        callbacks.append(BestModel(Path(run_dir) / checkpoint_name, monitor=monitor))
     if patience:
         callbacks.append(
             keras.callbacks.EarlyStopping(

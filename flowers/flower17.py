@@ -15,7 +15,9 @@ Dense 1024 relu, Dropout 0.5, Dense 1024 relu, Dense softmax; categorical
 cross-entropy, SGD with learning rate 1e-4 and momentum 0.9, batch 16, up to
 100 epochs, with the textbook's augmentation (horizontal flip, zoom 0.3, shifts
 0.3, rotation 30 degrees, nearest fill). A checkpoint of the best model and
-early stopping (patience 10) both watch ``val_accuracy``.
+early stopping (patience 10) both watch ``val_accuracy``; the checkpoint is the
+run's ``model.keras`` itself (the textbook's ``vgg16_1.h5``), without the
+optimizer's state.
 
 Fixed from the textbook (each point a row of docs/textbook-errata.md): the
 validation images are not augmented (E25); an epoch is one pass over the 70
@@ -233,18 +235,16 @@ def main(argv=None):
         frozen_names = [layer.name for layer in base.layers[:frozen]]
         print(f"{args.backbone}: {frozen} of {len(base.layers)} base layers frozen "
               f"({', '.join(frozen_names[:6])}{' ...' if frozen > 6 else ''})")
-        checkpoint = f"{args.backbone}_1.keras"
         fit_start = time.perf_counter()
         history = run.fit(model, train_data, steps_per_epoch=-(-len(train) // args.batch_size),
                           validation=validation_data, epochs=args.epochs,
-                          callbacks=run.callbacks(checkpoint, patience=args.patience))
+                          callbacks=run.callbacks(MODEL_FILE, patience=args.patience))
         fit_seconds = time.perf_counter() - fit_start
         epochs_run = len(history.history["loss"])
 
-        # The best checkpoint (on val_accuracy) is the model that is reported and used.
-        best = keras.saving.load_model(run.folder / checkpoint)
-        best.save(run.folder / MODEL_FILE)
-        probabilities, losses = predictions_and_losses(best, validation_data)  # the loss as Model.fit logged it
+        # The best checkpoint (on val_accuracy) is the model that is reported and used: the run's model file.
+        best = keras.saving.load_model(run.folder / MODEL_FILE)
+        probabilities, losses = predictions_and_losses(best, validation_data, loss="categorical_crossentropy")
         metrics = classification_metrics(validation.labels, probabilities, class_names, losses)
         metrics.update(
             n_train=len(train),

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common.predict import MODEL_FILE, write_labels
+from common.predict import write_labels
 from common.reports import classification_metrics, pyplot, save_figure
 from common.run import Run
 from flowers.bottlenecks import Bottlenecks
@@ -78,7 +78,7 @@ def plot_against_iterations(rows: list[dict], history: dict, run_dir: Path) -> N
 def report(run: Run, args, model, bottlenecks: Bottlenecks, stages: dict, class_names, started) -> dict:
     """Save the whole network (pixels in); score each stage's final model on the validation originals;
     write metrics, curves, the per-iteration figures and Table 2."""
-    model.save(run.folder / MODEL_FILE)
+    run.save(model)
     write_labels(run.folder, class_names)
     scored = {}
     for stage, result in stages.items():

@@ -266,9 +266,7 @@ def main(argv=None):
         write_rows(folder / "steps.csv", step_rows)
         write_rows(folder / "history.csv", epoch_rows)
         (folder / "validation.json").write_text(json.dumps(selection, indent=2) + "\n")
-        generator.save(folder / MODEL_FILE)
-        if discriminator is not None:
-            discriminator.save(folder / "discriminator.keras")
+        run.save(generator, MODEL_FILE)   # the one model file: D is not needed to segment, no optimizer state
         (folder / SEGMENTER_FILE).write_text(json.dumps(
             {"roi": box.to_dict(), "threshold": selection["threshold"],
              "largest_component": selection["largest_component"], "image_size": args.image_size,

@@ -53,3 +53,27 @@ def snapshot(root: Path) -> dict:
         for p in sorted(root.rglob("*"))
         if p.is_file()
     }
+
+
+def assert_one_model_file(folder: Path, name: str = "model.keras") -> int:
+    """A run folder holds exactly one model file, architecture and weights only: about 4 bytes a parameter.
+
+    Before: flower17 kept its checkpoint and a copy of it, cats_dogs.bottleneck the top model's weights beside
+    the whole model, and every compiled model carried its optimizer's slots (SGD's momentum: 2x, Adam: 3x).
+    Returns the file's size in bytes.
+    """
+    import io
+    import zipfile
+
+    import h5py
+    import keras
+
+    models = sorted(p.name for p in Path(folder).iterdir() if p.name.endswith((".keras", ".h5")))
+    assert models == [name], models
+    path = Path(folder) / name
+    parameters = keras.saving.load_model(path, compile=False).count_params()
+    size = path.stat().st_size
+    assert 4 * parameters < size < 1.15 * 4 * parameters + 500_000, (size, parameters)
+    with zipfile.ZipFile(path) as archive, h5py.File(io.BytesIO(archive.read("model.weights.h5"))) as weights:
+        assert "optimizer" not in weights, list(weights)
+    return size

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import SHARED_DATA, draw_folder, snapshot
+from conftest import SHARED_DATA, assert_one_model_file, draw_folder, snapshot
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -61,6 +61,7 @@ def test_train_end_to_end_with_random_weights(domains, tmp_path, run):
     for name in ("config.json", "metrics.json", "history.csv", "steps.csv", "curves.png", "steps.png",
                  "features.png", "confusion.png", "model.keras", "labels.txt"):
         assert (out / name).is_file(), name
+    assert_one_model_file(out)
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["direction"] == "photos->sketches" and metrics["method"] == "dann"
     assert set(metrics["target_per_class_accuracy"]) == {"disc", "square"}

@@ -2,7 +2,7 @@
 import json
 
 import pytest
-from conftest import snapshot
+from conftest import assert_one_model_file, snapshot
 
 from cats_dogs import bottleneck, finetune, predict, prepare, preview
 
@@ -19,7 +19,8 @@ def test_bottleneck_then_finetune_then_predict(cats_dogs_dir, tmp_path, monkeypa
     runs = sorted((tmp_path / "runs" / "cats_dogs").glob("bottleneck-*"))
     assert len(runs) == 1
     run = runs[0]
-    assert RUN_FILES | {"bottleneck_fc_model.weights.h5"} <= {p.name for p in run.iterdir()}
+    assert RUN_FILES <= {p.name for p in run.iterdir()}
+    assert_one_model_file(run)   # the top model travels inside model.keras (no bottleneck_fc_model file beside it)
     written = json.loads((run / "metrics.json").read_text())
     for key in ("val_accuracy", "val_loss", "per_class_accuracy", "n_train", "n_val", "class_names",
                 "backbone", "seconds"):
@@ -42,9 +43,10 @@ def test_bottleneck_then_finetune_then_predict(cats_dogs_dir, tmp_path, monkeypa
     finetune_run = sorted((tmp_path / "runs" / "cats_dogs").glob("finetune-*"))[0]
     files = {p.name for p in finetune_run.iterdir()}
     assert RUN_FILES <= files and not any(name.startswith("best") for name in files)  # no checkpoint it would not use
+    assert_one_model_file(finetune_run)   # without SGD's momentum slots
     assert tuned["frozen_layers"] == 15 and tuned["epochs_run"] == 2 and tuned["reported_epoch"] == 2
-    assert json.loads((finetune_run / "config.json").read_text())["top_model"].endswith(
-        "bottleneck_fc_model.weights.h5")
+    newest = max((tmp_path / "runs" / "cats_dogs").glob("bottleneck-*"), key=lambda p: (p / "model.keras").stat().st_mtime)
+    assert json.loads((finetune_run / "config.json").read_text())["top_model"] == f"runs/cats_dogs/{newest.name}/model.keras"
 
     # L2-SP (002, 4.1.3): VGG16's 13 kernels and 13 biases held near where they started, the top model decayed
     anchored = finetune.main([*common, "--epochs", "1", "--l2-sp", "--l2-sp-beta", "0.5"])
@@ -97,7 +99,7 @@ def test_finetune_refuses_a_top_model_of_another_backbone(cats_dogs_dir, tmp_pat
     bottleneck.main(["--data-dir", str(cats_dogs_dir), "--cache-dir", str(tmp_path / "cache"),
                      "--output-dir", str(out), "--epochs", "1", *FAST])
     with pytest.raises(SystemExit) as exit_info:
-        finetune.main(["--data-dir", str(cats_dogs_dir), "--top-model", str(out / "bottleneck_fc_model.weights.h5"),
+        finetune.main(["--data-dir", str(cats_dogs_dir), "--top-model", str(out),
                        "--backbone", "mobilenet_v2", "--weights", "none", "--image-size", "32"])
     assert exit_info.value.code == 2 and "was trained on backbone=vgg16" in capsys.readouterr().err
 

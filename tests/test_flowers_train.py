@@ -10,6 +10,7 @@ import json
 
 import numpy as np
 import pytest
+from conftest import assert_one_model_file
 from flowers_synthetic import make_flower_folder
 
 from flowers import baselines, predict, prepare, train
@@ -38,6 +39,7 @@ def test_train_writes_the_whole_run_folder(first_run):
     for name in ("config.json", "metrics.json", "history.csv", "iterations.csv", "curves.png", "confusion.png",
                  "accuracy.png", "loss.png", "table2.md", "model.keras", "labels.txt"):
         assert (first_run / name).is_file(), name
+    assert_one_model_file(first_run)
     metrics = json.loads((first_run / "metrics.json").read_text())
     for key in ("val_accuracy", "val_loss", "per_class_accuracy", "n_train", "n_val", "class_names", "backbone", "seconds"):
         assert key in metrics, key

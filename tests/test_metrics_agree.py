@@ -105,7 +105,7 @@ def test_cats_dogs_bottleneck_and_finetune(cats_dogs_dir, tmp_path, capsys):
 
     # early stopping puts the best epoch's weights back: that epoch is the one reported
     tuned = finetune.main([*common, "--epochs", "3", "--patience", "1", "--output-dir", str(tmp_path / "finetune"),
-                           "--top-model", str(tmp_path / "bottleneck" / "bottleneck_fc_model.weights.h5")])
+                           "--top-model", str(tmp_path / "bottleneck" / "model.keras")])
     written = json.loads((tmp_path / "finetune" / "metrics.json").read_text())
     assert written["reported_epoch"] == tuned["best_epoch"]
     assert_fit_epoch_agrees(written, tmp_path / "finetune", capsys.readouterr().out, epoch=written["reported_epoch"])

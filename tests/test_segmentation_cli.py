@@ -11,6 +11,7 @@ import json
 
 import numpy as np
 import pytest
+from conftest import assert_one_model_file
 from flowers_synthetic import snapshot
 from segmentation_synthetic import make_dataset_folder
 
@@ -37,8 +38,9 @@ def gan_run(data, tmp_path_factory):
 
 def test_gan_run_writes_the_whole_folder(gan_run):
     for name in ("config.json", "metrics.json", "history.csv", "steps.csv", "validation.json", "per_image.csv",
-                 "table3.md", "curves.png", "overlays.png", "model.keras", "discriminator.keras", "segmenter.json"):
+                 "table3.md", "curves.png", "overlays.png", "model.keras", "segmenter.json"):
         assert (gan_run / name).is_file(), name
+    assert_one_model_file(gan_run)   # G alone: the discriminator is not needed to segment (it was a second file)
     metrics = json.loads((gan_run / "metrics.json").read_text())
     assert set(metrics) == {"test", "per_patient", "train_seconds"}
     assert set(metrics["test"]) == {"dice", "jaccard", "sensitivity", "precision", "images"}
