@@ -102,9 +102,11 @@ def deep_embedded_validation(adapter, prepared, seed: int) -> float | None:
     """DEV (You et al. 2019, ``common.selection``) of a trained adapter: its source validation losses,
     importance-weighted towards the target by a domain classifier on its own bottleneck features.
     Label-free on the target; None where the inputs are images rather than cached features."""
+    if not isinstance(prepared["source_train"], tuple) or not isinstance(prepared["source_train"][0], np.ndarray):
+        return None  # images through the backbone (--unfreeze-from): no cached features to weigh
     source_x = prepared["source_train"][0]
     validation_x, validation_y = prepared["source_validation"]
-    if not isinstance(source_x, np.ndarray) or len(validation_y) < 2:
+    if len(validation_y) < 2:
         return None
     rows = np.random.default_rng(seed).permutation(len(source_x))[:DEV_ROWS]
     probabilities = adapter.predict_proba(validation_x, domain="source")
