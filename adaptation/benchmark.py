@@ -205,7 +205,7 @@ def main(argv=None) -> list[dict]:
     rows = []
     for direction in args.directions:
         source_name, target_name = direction.split("->")
-        whole = load_pair(source_name, target_name, args.data_dir)
+        whole = load_pair(source_name, target_name, args.data_dir, limit=args.limit)
         results: dict[str, list] = {}
         candidates: dict[str, list] = {}
         for offset in range(args.seeds):

@@ -54,7 +54,7 @@ class DomainPair:
         return f"{self.source_name}->{self.target_name}"
 
 
-def load_flower_photos(data_dir) -> ImageFolder:
+def load_flower_photos(data_dir, limit: int | None = None) -> ImageFolder:
     """flower_photos' four shared classes, relabelled with the shared names.
 
     Looks in ``<data-dir>/flower_photos``; when that is missing and the
@@ -73,12 +73,13 @@ def load_flower_photos(data_dir) -> ImageFolder:
 
         root = download()
     folders = [folder for folder, _ in SHARED_FLOWERS.values()]
-    found = load_image_folder(root, class_names=folders, description="flower_photos folder")
+    found = load_image_folder(root, class_names=folders, description="flower_photos folder", limit=limit)
     return dataclasses.replace(found, class_names=list(SHARED_FLOWERS))
 
 
-def load_flower17(data_dir) -> ImageFolder:
-    """flower17's four shared classes (10, 12, 9, 7), read from the flat jpg/ folder in place."""
+def load_flower17(data_dir, limit: int | None = None) -> ImageFolder:
+    """flower17's four shared classes (10, 12, 9, 7), read from the flat jpg/ folder in place; at most
+    ``limit`` per class, the first in file order."""
     from common.flower_sets import find_images
 
     images = find_images(Path(data_dir) / "flower17")
@@ -89,7 +90,7 @@ def load_flower17(data_dir) -> ImageFolder:
         if not match:
             continue
         label = wanted.get((int(match.group(1)) - 1) // FLOWER17_PER_CLASS)
-        if label is None:
+        if label is None or (limit is not None and labels.count(label) >= limit):
             continue
         reason = check_image_file(file)
         if reason is not None:
@@ -107,17 +108,17 @@ def load_flower17(data_dir) -> ImageFolder:
     return ImageFolder(images, list(SHARED_FLOWERS), paths, labels, skipped)
 
 
-def load_collection(name: str, data_dir) -> ImageFolder:
+def load_collection(name: str, data_dir, limit: int | None = None) -> ImageFolder:
     if name == "flower_photos":
-        return load_flower_photos(data_dir)
+        return load_flower_photos(data_dir, limit)
     if name == "flower17":
-        return load_flower17(data_dir)
+        return load_flower17(data_dir, limit)
     raise UserError(f"unknown collection {name!r}; choose {' or '.join(COLLECTIONS)}, or pass a folder")
 
 
-def load_class_tree(path, description: str) -> ImageFolder:
+def load_class_tree(path, description: str, limit: int | None = None) -> ImageFolder:
     """Any ``root/<class>/<image>`` tree, checked as every example's data folders are."""
-    return load_image_folder(path, description=description)
+    return load_image_folder(path, description=description, limit=limit)
 
 
 def check_pair(source: ImageFolder, target: ImageFolder, source_name: str, target_name: str) -> None:
@@ -146,23 +147,25 @@ def check_pair(source: ImageFolder, target: ImageFolder, source_name: str, targe
         )
 
 
-def load_pair(source: str | None, target: str | None, data_dir, source_dir=None, target_dir=None) -> DomainPair:
+def load_pair(source: str | None, target: str | None, data_dir, source_dir=None, target_dir=None,
+              limit: int | None = None) -> DomainPair:
     """The two domains of a run: named collections under ``data_dir``, or two class-folder trees.
 
     A tree's classes are put in the other domain's label order, so label k
-    means the same flower on both sides.
+    means the same flower on both sides. ``limit`` (``--limit N``): at most N
+    images per class in each domain.
     """
     if source_dir:
-        source_folder = load_class_tree(source_dir, "source folder")
+        source_folder = load_class_tree(source_dir, "source folder", limit)
         source_name = Path(source_dir).name
     else:
-        source_folder = load_collection(source, data_dir)
+        source_folder = load_collection(source, data_dir, limit)
         source_name = source
     if target_dir:
-        target_folder = load_class_tree(target_dir, "target folder")
+        target_folder = load_class_tree(target_dir, "target folder", limit)
         target_name = Path(target_dir).name
     else:
-        target_folder = load_collection(target, data_dir)
+        target_folder = load_collection(target, data_dir, limit)
         target_name = target
     if source_name == target_name and Path(source_folder.root).resolve() == Path(target_folder.root).resolve():
         raise UserError(f"source and target are the same data ({source_name}); adaptation needs two domains")

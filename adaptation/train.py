@@ -151,7 +151,7 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     # 12.2.2: a labelled source, an unlabelled target, the same classes (checked before any run folder exists)
     pair = load_pair(None if args.source_dir else args.source, None if args.target_dir else args.target,
-                     args.data_dir, args.source_dir, args.target_dir)
+                     args.data_dir, args.source_dir, args.target_dir, args.limit)
     for root in (pair.source.root, pair.target.root) if args.output_dir else ():
         check_apart(args.output_dir, root, "--output-dir")  # the data folders are only read
     # semi-supervised (--target-labels K): K target images per class labelled, kept out of the rest

@@ -46,7 +46,7 @@ def parse_args(argv=None):
 def main(argv=None) -> dict:
     args = parse_args(argv)
     start = time.perf_counter()
-    train, validation = load_splits(args.data_dir)
+    train, validation = load_splits(args.data_dir, args.limit)
     with Run(args, "bottleneck", parent=OUTPUT_PARENT, config={"class_names": train.class_names}) as run:
         print(f"{len(train)} training and {len(validation)} validation images, classes {train.class_names}")
 

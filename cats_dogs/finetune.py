@@ -106,7 +106,7 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     start = time.perf_counter()
     top_path = find_top_model(args)
-    train, validation = load_splits(args.data_dir)
+    train, validation = load_splits(args.data_dir, args.limit)
     config = {"top_model": str(top_path), "augmentation": TEXTBOOK_AUGMENTATION, "class_names": train.class_names}
     with Run(args, "finetune", parent=OUTPUT_PARENT, config=config) as run:
         print(f"{len(train)} training and {len(validation)} validation images; top model {top_path}")

@@ -32,12 +32,13 @@ def make_parser(doc: str):
     return parser
 
 
-def load_splits(data_dir) -> tuple[ImageFolder, ImageFolder]:
-    """``data_dir/train`` and ``data_dir/validation``, with the same class order."""
+def load_splits(data_dir, limit: int | None = None) -> tuple[ImageFolder, ImageFolder]:
+    """``data_dir/train`` and ``data_dir/validation``, with the same class order; at most ``limit`` images
+    per class of each (``--limit``)."""
     data_dir = Path(data_dir)
-    train = load_image_folder(data_dir / "train", description="training folder")
+    train = load_image_folder(data_dir / "train", description="training folder", limit=limit)
     validation = load_image_folder(
-        data_dir / "validation", class_names=train.class_names, description="validation folder"
+        data_dir / "validation", class_names=train.class_names, description="validation folder", limit=limit
     )
     if train.num_classes != 2:
         print(f"note: {train.num_classes} classes found; the sigmoid top model treats this as binary "

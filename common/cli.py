@@ -70,6 +70,11 @@ def add_common_arguments(
         help=f"folder for this run's results (default: a new {output_parent}/<stage>-<time>/)",
     )
     data.add_argument(
+        "--limit", type=int, default=None, metavar="N",
+        help="a quick try: at most N images per class of each folder read, the first N in file-name order "
+        "(default: all)",
+    )
+    data.add_argument(
         "--cache-dir",
         default=DEFAULT_CACHE_DIR,
         help=f"bottleneck-feature cache, shared by all runs (default: {DEFAULT_CACHE_DIR})",
@@ -140,7 +145,7 @@ def resolve(args: argparse.Namespace) -> argparse.Namespace:
             args.image_size = get_spec(args.backbone).default_size
     if getattr(args, "unfreeze_from", "absent") is None:
         args.unfreeze_from = UNFREEZE_FROM[args.backbone][0]
-    limits = {"epochs": getattr(args, "_min_epochs", 1), "batch_size": 1, "image_size": 1}
+    limits = {"epochs": getattr(args, "_min_epochs", 1), "batch_size": 1, "image_size": 1, "limit": 1}
     for name, least in limits.items():
         value = getattr(args, name, None)
         if value is not None and value < least:

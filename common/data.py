@@ -89,12 +89,16 @@ def load_image_folder(
     class_names: list[str] | None = None,
     min_classes: int = 2,
     description: str = "data folder",
+    limit: int | None = None,
+    keep=None,
 ) -> ImageFolder:
     """List ``root/<class>/*`` with sorted class names and checked files.
 
     ``class_names`` forces the label order (a validation folder must use the
     training folder's); unreadable files are skipped with one warning that
-    names them all.
+    names them all. ``limit`` keeps the first N readable images of each class
+    in file-name order (every command's ``--limit N``, for a quick try), and
+    ``keep(path)`` those it accepts; the rest are not even checked.
     """
     root = Path(root)
     if not root.exists():
@@ -124,11 +128,14 @@ def load_image_folder(
     labels: list[int] = []
     skipped: list[tuple[str, str]] = []
     listed = {name: [file for file in sorted((root / name).iterdir()) if not file.name.startswith(".")
-                     and not file.is_dir()] for name in class_names}
-    with Progress(sum(map(len, listed.values())), f"checking the {description}", unit="images") as progress:
+                     and not file.is_dir() and (keep is None or keep(file))] for name in class_names}
+    total = sum(min(len(files), limit or len(files)) for files in listed.values())
+    with Progress(total, f"checking the {description}", unit="images") as progress:
         for label, name in enumerate(class_names):
             count = 0
             for file in listed[name]:
+                if limit is not None and count >= limit:
+                    break
                 reason = check_image_file(file)
                 progress.update(1)
                 if reason is not None:
@@ -168,7 +175,8 @@ def split_per_class(labels, validation, seed: int = 0, class_names=None) -> tupl
     for label in np.unique(labels):
         members = np.flatnonzero(labels == label)
         if isinstance(validation, float):
-            count = int(round(len(members) * validation))
+            # at least one: a class of a few images (--limit) still has a validation image
+            count = max(1, int(round(len(members) * validation)))
         else:
             count = int(validation)
         if count < 1 or count >= len(members):

@@ -30,11 +30,13 @@ class PreparedFlowers:
     original: np.ndarray  # over train_paths: True for an original photo, False for a flipped / rotated view
 
 
-def load_prepared(data_dir) -> PreparedFlowers:
+def load_prepared(data_dir, limit: int | None = None) -> PreparedFlowers:
     """Read ``train/``, ``train_views/`` (if any) and ``validation/`` of a ``flowers.prepare`` folder.
 
     ``original`` lets ``--finetune-augment`` draw its own random views of the
-    originals and leave the offline copies out.
+    originals and leave the offline copies out. ``limit`` (``--limit N``)
+    keeps N originals per class in train/ and in validation/, and the views
+    of those training originals only (``<stem>_<view>.jpg``).
     """
     data_dir = Path(data_dir)
     if not (data_dir / "train").is_dir() or not (data_dir / "validation").is_dir():
@@ -42,11 +44,18 @@ def load_prepared(data_dir) -> PreparedFlowers:
             f"{data_dir} has no train/ and validation/ folders; make them first with "
             f"python -m flowers.prepare --data-dir {data_dir} [--from /path/to/flower_photos]"
         )
-    train = load_image_folder(data_dir / "train", description="training folder")
+    train = load_image_folder(data_dir / "train", description="training folder", limit=limit)
     parts = [train]
     if (data_dir / "train_views").is_dir():
-        parts.append(load_image_folder(data_dir / "train_views", train.class_names, description="views folder"))
-    validation = load_image_folder(data_dir / "validation", train.class_names, description="validation folder")
+        originals = {(Path(path).parent.name, Path(path).stem) for path in train.paths}
+
+        def of_a_kept_original(view: Path) -> bool:
+            return limit is None or (view.parent.name, view.stem.rsplit("_", 1)[0]) in originals
+
+        parts.append(load_image_folder(data_dir / "train_views", train.class_names, description="views folder",
+                                       keep=of_a_kept_original))
+    validation = load_image_folder(data_dir / "validation", train.class_names, description="validation folder",
+                                   limit=limit)
     train_paths = [path for part in parts for path in part.paths]
     return PreparedFlowers(
         train_paths=train_paths,

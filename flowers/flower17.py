@@ -205,8 +205,9 @@ def main(argv=None):
     label = "all" if len(args.class_numbers) == CLASSES else "-".join(str(k) for k in args.class_numbers)
     split_dir = Path(args.split_dir or f"data/flower17_split/{label}-seed{args.seed}")
     record = make_split(images_dir, args.class_numbers, split_dir, args.seed, data_dir)
-    train = load_image_folder(split_dir / "train", description="flower17 training split")
-    validation = load_image_folder(split_dir / "validation", train.class_names, description="flower17 validation split")
+    train = load_image_folder(split_dir / "train", description="flower17 training split", limit=args.limit)
+    validation = load_image_folder(split_dir / "validation", train.class_names, description="flower17 validation split",
+                                   limit=args.limit)
     class_names = train.class_names
     classes = len(class_names)
     print(f"classes {', '.join(class_names)}: {len(train)} training, {len(validation)} validation images ({split_dir})")

@@ -105,7 +105,7 @@ def main(argv=None):
     started = time.perf_counter()
     with Run(args, "train", parent=OUTPUT_PARENT) as run:
         # 1. The data: the prepared split, the offline views beside the originals.
-        data = load_prepared(args.data_dir)
+        data = load_prepared(args.data_dir, args.limit)
         originals = int(data.original.sum())
         views = len(data.train_paths) - originals
         print(f"{len(data.train_paths)} training images ({originals} originals, {views} views), "

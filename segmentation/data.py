@@ -158,8 +158,13 @@ def read_mask(path: Path) -> np.ndarray:
     )
 
 
-def load_pairs(folder, description: str = "data folder") -> PairSet:
-    """Read ``folder/images`` and ``folder/masks``, checked pair by pair."""
+def load_pairs(folder, description: str = "data folder", limit: int | None = None) -> PairSet:
+    """Read ``folder/images`` and ``folder/masks``, checked pair by pair.
+
+    ``limit`` (``--limit N``, a quick try): the first N frames of each patient
+    in file-name order, so that every patient, and the split into training and
+    validation patients, stays.
+    """
     folder = Path(folder)
     if not folder.is_dir():
         raise UserError(f"{description} {folder} does not exist; it should hold images/ and masks/ with matching file names")
@@ -178,6 +183,11 @@ def load_pairs(folder, description: str = "data folder") -> PairSet:
             + ", ".join(masks[name].name for name in without_image[:5]) + (" ..." if len(without_image) > 5 else "")
         )
     names = sorted(images)
+    if limit is not None:
+        frames: dict[str, list[str]] = {}
+        for name in names:
+            frames.setdefault(patient_of(images[name].name), []).append(name)
+        names = sorted(name for patient in frames.values() for name in patient[:limit])
     image_arrays, mask_arrays = [], []
     for name in names:
         image, mask = read_grayscale(images[name]), read_mask(masks[name])

@@ -153,8 +153,8 @@ def load_data(args):
             f"data folder {data_dir} does not exist; it should hold train/{{images,masks}} and test/{{images,masks}} "
             "(the Sunnybrook Cardiac Data PNG export); pass it with --data-dir"
         )
-    train_pairs = load_pairs(data_dir / "train", "training folder")
-    test_pairs = None if args.skip_test else load_pairs(data_dir / "test", "test folder")
+    train_pairs = load_pairs(data_dir / "train", "training folder", args.limit)   # --limit: frames per patient
+    test_pairs = None if args.skip_test else load_pairs(data_dir / "test", "test folder", args.limit)
     if test_pairs is not None and test_pairs.frame != train_pairs.frame:
         raise UserError(f"test frames are {test_pairs.frame[1]}x{test_pairs.frame[0]} but training frames "
                         f"{train_pairs.frame[1]}x{train_pairs.frame[0]}")
