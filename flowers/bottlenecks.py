@@ -58,29 +58,29 @@ def compute_bottlenecks(args, data: PreparedFlowers, base: keras.Model, cut=None
     namespace = cache_namespace(args.backbone, weights_fingerprint(base), args.image_size, "avg", first_trainable)
     cache = FeatureCache(args.cache_dir, namespace)
     extractor = bottleneck_extractor(args.backbone, base, "avg", cut)
-    train, validation = (
-        extract_features(extractor, paths, cache, args.image_size, batch_size=32, description=f"bottlenecks ({name})")
-        for name, paths in (("train", data.train_paths), ("validation", data.validation_paths))
-    )
+    # one pass over both splits: an image whose bytes are also in the other split (flower_photos has such
+    # copies) is computed once, and the counts are of distinct images, the total the bar counts to
+    every = extract_features(extractor, data.train_paths + data.validation_paths, cache, args.image_size,
+                             batch_size=32, description="bottlenecks", announce=True)
     seconds = time.perf_counter() - started
-    computed, reused = train.computed + validation.computed, train.reused + validation.reused
-    print(f"bottlenecks: {computed} computed, {reused} read from {cache.directory} ({seconds:.1f} s)")
+    print(f"bottlenecks: {every.computed} computed, {every.reused} read from the cache ({seconds:.1f} s)")
+    count = len(data.train_paths)
+    split = int(np.searchsorted(every.kept, count))  # kept is in path order: the training rows come first
+    train, validation = every.features[:split], every.features[split:]  # views: no copy of gigabytes of cut maps
+    kept_train, kept_validation = every.kept[:split], every.kept[split:] - count
     dim = int(base.output_shape[-1])  # channels of the last map: the bottleneck's length
-    maps = {}
-    if cut is not None:
-        shape = tuple(int(d) for d in cut[1].input_shape[1:])
-        maps = {name: e.features[:, dim:].reshape((-1, *shape)) for name, e in (("train", train), ("validation", validation))}
+    shape = None if cut is None else tuple(int(d) for d in cut[1].input_shape[1:])
     return Bottlenecks(
-        train=train.features[:, :dim],
-        validation=validation.features[:, :dim],
-        train_labels=data.train_labels[train.kept],
-        validation_labels=data.validation_labels[validation.kept],
-        kept_train=train.kept,
-        kept_validation=validation.kept,
-        maps_train=maps.get("train"),
-        maps_validation=maps.get("validation"),
-        computed=computed,
-        reused=reused,
+        train=train[:, :dim],
+        validation=validation[:, :dim],
+        train_labels=data.train_labels[kept_train],
+        validation_labels=data.validation_labels[kept_validation],
+        kept_train=kept_train,
+        kept_validation=kept_validation,
+        maps_train=None if cut is None else train[:, dim:].reshape((-1, *shape)),
+        maps_validation=None if cut is None else validation[:, dim:].reshape((-1, *shape)),
+        computed=every.computed,
+        reused=every.reused,
         seconds=seconds,
-        skipped=train.skipped + validation.skipped,
+        skipped=every.skipped,
     )

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from common.backbones import weights_fingerprint
 from common.predict import write_labels
 from common.reports import classification_metrics, pyplot, save_figure
 from common.run import Run
@@ -78,8 +79,10 @@ def plot_against_iterations(rows: list[dict], history: dict, run_dir: Path) -> N
 def report(run: Run, args, model, bottlenecks: Bottlenecks, stages: dict, class_names, started) -> dict:
     """Save the whole network (pixels in); score each stage's final model on the validation originals;
     write metrics, curves, the per-iteration figures and Table 2."""
-    run.save(model)
+    saved = run.save(model)
     write_labels(run.folder, class_names)
+    # equal on every worker of a run on several machines: a check that they trained the same model
+    print(f"saved {saved.name} ({model.count_params():,} weights), weights fingerprint: {weights_fingerprint(model)}")
     scored = {}
     for stage, result in stages.items():
         # the stage's last epoch, its val_loss the mean of the same per-example losses history.csv logged

@@ -36,7 +36,7 @@ import common.startup  # noqa: F401  (first, before TensorFlow: its start-up mes
 import time
 
 from common import cli
-from common.backbones import build_base, build_model, cut_point, weights_fingerprint
+from common.backbones import build_base, build_model, cut_point
 from common.errors import main_guard
 from common.regularizers import add_regularization_arguments, check_regularization_arguments
 from common.run import Run
@@ -129,8 +129,6 @@ def main(argv=None):
 
         # 5. The results: the whole network, pixels in, and Table 2.
         model, _ = build_model(args.backbone, base=base, pooling="avg", head=head, name=f"flowers_{args.backbone}")
-        # equal on every worker of a run on several machines: a check that they trained the same model
-        print(f"weights fingerprint: {weights_fingerprint(model)}")
         report(run, args, model, bottlenecks, stages, data.class_names, started)
     return run.folder
 

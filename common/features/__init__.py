@@ -138,8 +138,8 @@ def forward_function(model):
 class Extraction:
     features: np.ndarray  # (n_kept, ...) in the order of ``kept``
     kept: np.ndarray  # indices into the input paths that have features
-    computed: int  # images run through the network in this call
-    reused: int  # images read back from the cache
+    computed: int  # distinct images (by content) run through the network in this call
+    reused: int  # distinct images (by content) read back from the cache
     seconds: float
     skipped: list[tuple[str, str]]
 
@@ -167,6 +167,7 @@ def extract_features(
     description: str = "features",
     progress: bool = True,
     shard: Shard | None = None,
+    announce: bool = False,
     _after_batch=None,
 ) -> Extraction:
     """Features for ``paths``, from the cache where present, computed (and cached) otherwise.
@@ -176,6 +177,13 @@ def extract_features(
     the images that shard owns are computed (the rest are not this worker's
     job, and are neither computed nor reported as skipped); ``kept`` then
     holds what is available so far.
+
+    Counts are of distinct images (by content): the same bytes under two
+    names, a flower_photos duplicate within a class or across the split, are
+    one image, computed once (``computed``) or read once (``reused``), so
+    computed + reused is what the extraction needed. ``announce`` prints that
+    arithmetic before the first image is computed, with the total the progress
+    bar will count to.
     """
     import tensorflow as tf
 
@@ -183,7 +191,11 @@ def extract_features(
 
     start = time.perf_counter()
     paths = [str(p) for p in paths]
-    keys = [content_key(p) for p in paths]
+    with Progress(len(paths), f"{description}: reading the images' content keys", unit="images") as hashing:
+        keys = []
+        for path in paths:
+            keys.append(content_key(path))
+            hashing.update(1)
     stored = cache.load(set(keys)) if cache is not None else {}
     missing = [i for i, key in enumerate(keys) if key not in stored]
     if shard is not None:
@@ -193,6 +205,14 @@ def extract_features(
     for i in missing:
         to_compute.setdefault(keys[i], i)
     todo = list(to_compute.values())
+    distinct = len(set(keys))
+    if announce:
+        copies = len(keys) - distinct
+        same = f" ({copies} byte-for-byte copies of another image, computed once)" if copies else ""
+        part = f" (part {shard} of the cache)" if shard is not None else ""
+        place = f" in the cache {cache.directory}" if cache is not None else ""
+        print(f"{description}: {len(keys)} images, {distinct} distinct{same}; {len(set(keys) & set(stored))} already"
+              f"{place}, {len(todo)} to compute{part}", flush=True)
 
     computed: dict[str, np.ndarray] = {}
     if todo:
@@ -256,7 +276,7 @@ def extract_features(
         features=features,
         kept=np.asarray(kept, dtype=int),
         computed=len(computed),
-        reused=sum(1 for key in keys if key in stored),
+        reused=len(set(keys) & set(stored)),
         seconds=time.perf_counter() - start,
         skipped=skipped,
     )
