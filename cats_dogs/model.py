@@ -10,6 +10,7 @@ from common.backbones import build_model
 from common.data import ImageFolder, load_image_folder
 
 OUTPUT_PARENT = "runs/cats_dogs"
+DEFAULT_DATA_DIR = "data/cats_and_dogs"  # where cats_dogs.prepare writes and both stages read
 # The top model's layer name inside a bottleneck run's model.keras: where cats_dogs.finetune starts. The slides
 # save its weights to a file of their own, bottleneck_fc_model.h5 (docs/textbook-errata.md, E27); here the run's
 # one model file holds it.
@@ -21,7 +22,7 @@ def make_parser(doc: str):
     parser = cli.parser_from_doc(doc)
     cli.add_common_arguments(
         parser,
-        data_dir="data/cats_and_dogs",
+        data_dir=DEFAULT_DATA_DIR,
         output_parent=OUTPUT_PARENT,
         backbone="vgg16",
         image_size=150,

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from cats_dogs.model import DEFAULT_DATA_DIR
 from common.cli import parser_from_doc
 from common.errors import UserError, main_guard
 from common.files import check_apart, fetch, find_folder_with, place_file, writable_folder
@@ -112,11 +113,15 @@ def main(argv=None) -> dict[str, int]:
     parser.add_argument("--from", dest="source", default=None,
                         help="a local copy: unpacked cats_and_dogs_filtered/ or Kaggle's train/ folder "
                         "(default: download from the official URL)")
-    parser.add_argument("--data-dir", default="data/cats_and_dogs",
-                        help="where to write train/ and validation/ (default: data/cats_and_dogs)")
+    parser.add_argument("--data-dir", default=DEFAULT_DATA_DIR,
+                        help=f"where to write train/ and validation/ (default: {DEFAULT_DATA_DIR}, where the "
+                        "training commands look)")
     parser.add_argument("--link", action="store_true", help="symlink the files instead of copying them")
     args = parser.parse_args(argv)
-    return prepare(Path(args.source) if args.source else None, Path(args.data_dir), args.link)
+    counts = prepare(Path(args.source) if args.source else None, Path(args.data_dir), args.link)
+    where = "" if Path(args.data_dir) == Path(DEFAULT_DATA_DIR) else f" --data-dir {args.data_dir}"
+    print(f"next: python -m cats_dogs.bottleneck{where}, then python -m cats_dogs.finetune{where}")
+    return counts
 
 
 if __name__ == "__main__":

@@ -50,17 +50,35 @@ def download(local=None) -> Path:
     return find_class_root(source) if local is None else source
 
 
-def find_images(data_dir: Path) -> Path:
-    """flower17's jpg/ folder under ``data_dir``; the official archive when the default folder is missing."""
-    data_dir = Path(data_dir)
-    for candidate in (data_dir / "jpg", data_dir):
+def images_in(folder: Path) -> Path | None:
+    """flower17's folder of image_NNNN.jpg files: ``folder/jpg`` or ``folder`` itself, or None."""
+    for candidate in (Path(folder) / "jpg", Path(folder)):
         if candidate.is_dir() and any(FLOWER17_FILE.match(p.name) for p in candidate.iterdir()):
             return candidate
-    if data_dir.resolve() != Path(FLOWER17_DEFAULT_DIR).resolve():
-        raise UserError(f"{data_dir} holds no jpg/image_0001.jpg ... ; pass the flower17 folder that holds jpg/")
-    extracted = fetch(None, url=FLOWER17_URL, file_name=FLOWER17_ARCHIVE,
-                      alternative="unpack it and pass --data-dir <the folder holding jpg/>")
+    return None
+
+
+def download_flower17(alternative: str = "unpack it and pass --data-dir <the folder holding jpg/>") -> Path:
+    """The official archive through Keras's download cache: the folder of its image_NNNN.jpg files.
+
+    Offline, the error names ``17flowers.tgz`` and the folder to put it in
+    (``common.files.offline_error``), then ``alternative``. No checksum is
+    given to ``get_file``: none is published with the archive.
+    """
+    extracted = fetch(None, url=FLOWER17_URL, file_name=FLOWER17_ARCHIVE, alternative=alternative)
     found = sorted(extracted.rglob("image_0001.jpg"))
     if not found:
         raise UserError(f"{FLOWER17_ARCHIVE} unpacked to {extracted}, but it holds no image_0001.jpg")
     return found[0].parent
+
+
+def find_images(data_dir: Path) -> Path:
+    """flower17's jpg/ folder under ``data_dir``; the official archive when the default folder is missing."""
+    data_dir = Path(data_dir)
+    found = images_in(data_dir)
+    if found is not None:
+        return found
+    if data_dir.resolve() != Path(FLOWER17_DEFAULT_DIR).resolve():
+        raise UserError(f"{data_dir} holds no jpg/image_0001.jpg ... ; pass the flower17 folder that holds jpg/ "
+                        "(python -m flowers.prepare --flower17 puts it in data/flower17)")
+    return download_flower17()

@@ -30,8 +30,9 @@ final single-image prediction converts OpenCV's BGR to RGB and uses exactly the
 training preprocessing (the backbone's ``preprocess_input`` is inside the
 model, and the resize is the training pipeline's; E23, E24).
 
-Without ``--data-dir`` (or with the default folder missing) the archive is
-downloaded from its official URL into Keras's cache. Offline: put
+``python -m flowers.prepare --flower17`` places the photos in the default
+``data/flower17/jpg/``; without them there (or another ``--data-dir``) the
+archive is downloaded from its official URL into Keras's cache. Offline: put
 ``17flowers.tgz`` in ``$KERAS_HOME/datasets/``, or unpack it and pass
 ``--data-dir`` the folder holding ``jpg/``.
 """

@@ -2,6 +2,8 @@
 
     python -m flowers.prepare                                  # download (about 230 MB)
     python -m flowers.prepare --from ../shared/data/flower_photos --data-dir data/flowers
+    python -m flowers.prepare --flower17                       # the exercise's flower17 into data/flower17/jpg/
+    python -m flowers.prepare --flower17 --from ../shared/data/flower17
 
 The textbook triples the 3670 photos offline (each one, flipped left-right and
 rotated by 90 degrees) and only then holds out 200 images per class: a flipped
@@ -19,6 +21,12 @@ is reversed:
 Offline: put ``flower_photos.tgz`` (from ``common.flower_sets.FLOWER_PHOTOS_URL``) in
 ``$KERAS_HOME/datasets/`` (default ``~/.keras/datasets/``), or unpack it anywhere
 and pass ``--from <that folder>/flower_photos``.
+
+``--flower17`` instead places Oxford's flower17 (``17flowers.tgz`` from
+``common.flower_sets.FLOWER17_URL``, or ``--from`` a folder holding its
+``jpg/``) as ``data/flower17/jpg/image_0001.jpg`` ..., where ``python -m
+flowers.flower17`` looks by default; it is not split here (the exercise splits
+the classes it trains on, 7:1).
 """
 from __future__ import annotations
 
@@ -34,8 +42,8 @@ from tqdm.auto import tqdm
 from common import cli
 from common.data import load_image_folder, split_per_class
 from common.errors import UserError, main_guard
-from common.files import check_apart, writable_folder
-from common.flower_sets import download
+from common.files import check_apart, place_file, writable_folder
+from common.flower_sets import FLOWER17_DEFAULT_DIR, FLOWER17_FILE, download, download_flower17, images_in
 from flowers.data import DEFAULT_DATA_DIR
 
 VALIDATION_PER_CLASS = 200
@@ -49,13 +57,17 @@ def parse_args(argv=None):
         "--from",
         dest="source",
         default=None,
-        help="a local copy of flower_photos (a folder of class folders); default: download it",
+        help="a local copy of flower_photos (a folder of class folders), or with --flower17 of flower17 (a folder "
+        "holding jpg/); default: download it",
     )
     parser.add_argument(
         "--data-dir",
-        default=DEFAULT_DATA_DIR,
-        help=f"where to write train/, train_views/ and validation/ (default: {DEFAULT_DATA_DIR})",
+        default=None,
+        help=f"where to write train/, train_views/ and validation/ (default: {DEFAULT_DATA_DIR}; with --flower17 "
+        f"where jpg/ goes, default: {FLOWER17_DEFAULT_DIR})",
     )
+    parser.add_argument("--flower17", action="store_true",
+                        help="place the flower17 exercise's photos instead of preparing flower_photos")
     parser.add_argument(
         "--validation-per-class",
         type=int,
@@ -63,7 +75,31 @@ def parse_args(argv=None):
         help=f"original photos per class held out for validation (default: {VALIDATION_PER_CLASS})",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the split (default: 0)")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.data_dir is None:
+        args.data_dir = FLOWER17_DEFAULT_DIR if args.flower17 else DEFAULT_DATA_DIR
+    return args
+
+
+def place_flower17(source, out) -> int:
+    """Copy flower17's image_NNNN.jpg files from ``source`` (or the official archive) into ``out/jpg``; return
+    how many files are there. Files already there are kept, so a rerun writes nothing."""
+    from common.progress import Progress
+
+    if source is None:
+        images = download_flower17(alternative="unpack it and pass --flower17 --from <the folder holding jpg/>")
+    else:
+        images = images_in(Path(source))
+        if images is None:
+            raise UserError(f"--from {source} holds no jpg/image_0001.jpg ...; pass the flower17 folder that holds jpg/")
+    check_apart(out, images)
+    files = sorted(path for path in images.iterdir() if FLOWER17_FILE.match(path.name))
+    target = writable_folder(Path(out) / "jpg", "--data-dir")
+    with Progress(len(files), "copy flower17", unit="images") as progress:
+        for path in files:
+            place_file(path, target / path.name, link=False)
+            progress.update(1)
+    return len(files)
 
 
 def write_view(source: Path, target: Path, view: str) -> None:
@@ -137,6 +173,11 @@ def prepare(source, out, validation_per_class: int = VALIDATION_PER_CLASS, seed:
 @main_guard
 def main(argv=None):
     args = parse_args(argv)
+    if args.flower17:
+        count = place_flower17(args.source, args.data_dir)
+        print(f"flower17: {count} photos in {Path(args.data_dir, 'jpg').resolve()}")
+        print(f"next: python -m flowers.flower17 --data-dir {args.data_dir}")
+        return count
     if args.validation_per_class < 1:
         raise UserError(f"--validation-per-class must be at least 1, not {args.validation_per_class}")
     source = download(args.source)

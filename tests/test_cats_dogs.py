@@ -156,11 +156,13 @@ def test_a_run_that_fails_on_its_input_leaves_no_folder_behind(cats_dogs_dir, tm
     assert (tmp_path / "run" / "metrics.json").is_file() and (tmp_path / "run" / "config.json").is_file()
 
 
-def test_prepare_from_an_unpacked_filtered_copy(cats_dogs_dir, tmp_path):
+def test_prepare_from_an_unpacked_filtered_copy(cats_dogs_dir, tmp_path, capsys):
     before = snapshot(cats_dogs_dir)
     out = tmp_path / "prepared"
     counts = prepare.main(["--from", str(cats_dogs_dir), "--data-dir", str(out)])
     assert counts == {"train/cats": 8, "train/dogs": 8, "validation/cats": 4, "validation/dogs": 4}
+    assert capsys.readouterr().out.strip().splitlines()[-1] == (     # it ends with what to run next
+        f"next: python -m cats_dogs.bottleneck --data-dir {out}, then python -m cats_dogs.finetune --data-dir {out}")
     assert snapshot(cats_dogs_dir) == before
     # a second run writes nothing new and overwrites nothing
     (out / "train" / "cats" / "cats0.jpg").write_bytes(b"user edit")

@@ -114,3 +114,56 @@ def test_offline_download_names_the_file_and_where_to_put_it(tmp_path, monkeypat
     assert exit_info.value.code == 2
     message = capsys.readouterr().err
     assert "flower_photos.tgz" in message and "datasets" in message and "--from" in message
+
+
+def test_flower17_is_placed_where_the_exercise_reads_it(tmp_path, monkeypatch, capsys):
+    """The README's `python -m flowers.flower17 --data-dir data/flower17` had no command that made that folder."""
+    from flowers_synthetic import make_flower17
+
+    from common.flower_sets import find_images
+
+    raw = make_flower17(tmp_path / "downloaded", classes=2, per_class=5)
+    (raw / "jpg" / "README.txt").write_text("not a photo")
+    before = snapshot(raw)
+    monkeypatch.chdir(tmp_path)
+    assert prepare.main(["--flower17", "--from", str(raw)]) == 10
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out[-1] == "next: python -m flowers.flower17 --data-dir data/flower17"
+    placed = tmp_path / "data" / "flower17" / "jpg"
+    assert find_images(tmp_path / "data" / "flower17") == placed
+    assert sorted(p.name for p in placed.iterdir()) == [f"image_{n:04d}.jpg" for n in (*range(1, 6), *range(81, 86))]
+    assert snapshot(raw) == before
+    # again: nothing new; from the archive in Keras's cache when no --from is given
+    monkeypatch.setattr(prepare, "download_flower17", lambda alternative: raw / "jpg")
+    assert prepare.main(["--flower17", "--data-dir", str(tmp_path / "elsewhere")]) == 10
+    assert capsys.readouterr().out.strip().endswith(f"--data-dir {tmp_path / 'elsewhere'}")
+
+
+def test_flower17_offline_names_the_archive_and_where_to_put_it(tmp_path, monkeypatch, capsys):
+    import keras
+
+    def offline(*args, **kwargs):
+        raise Exception("URL fetch failure on https://www.robots.ox.ac.uk/...: None -- [Errno -3] name resolution")
+
+    monkeypatch.setattr(keras.utils, "get_file", offline)
+    with pytest.raises(SystemExit) as exit_info:
+        prepare.main(["--flower17", "--data-dir", str(tmp_path / "out")])
+    assert exit_info.value.code == 2
+    message = capsys.readouterr().err
+    assert "17flowers.tgz" in message and "datasets" in message and "--flower17 --from" in message
+    with pytest.raises(SystemExit):
+        prepare.main(["--flower17", "--from", str(tmp_path), "--data-dir", str(tmp_path / "out")])
+    assert "holds no jpg/image_0001.jpg" in capsys.readouterr().err
+
+
+def test_every_flower17_command_of_the_readmes_has_its_data_made_first():
+    """A README command that reads data/flower17 comes after the command that writes it, in the same README."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    for readme in [root / "README.md", *root.glob("*/README.md")]:
+        text = readme.read_text()
+        for match in re.finditer(r"python -m \S+ [^\n`]*--data-dir data/flower17\b", text):
+            made = text.find("python -m flowers.prepare --flower17")
+            assert 0 <= made < match.start(), f"{readme.name}: {match.group(0)}"
