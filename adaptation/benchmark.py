@@ -98,7 +98,8 @@ def parse_args(argv=None):
                        f"{', '.join(WITH_ADABN)}: the same trained network, the target predicted with its own "
                        "BatchNorm statistics")
     table.add_argument("--directions", default=",".join(DIRECTIONS),
-                       help=f"comma list of {', '.join(DIRECTIONS)} (default: both)")
+                       help=f"comma list of {', '.join(DIRECTIONS)}, also written SOURCE-TARGET (-> must be quoted "
+                       "in a shell, where > is a redirect) (default: both)")
     table.add_argument("--views", default=",".join(VIEWS), help=f"as in adaptation.train (default: {','.join(VIEWS)})")
     table.add_argument("--score-on", choices=("views", "original"), default="views",
                        help="as in adaptation.train (default: views)")
@@ -115,7 +116,7 @@ def parse_args(argv=None):
         parser.error("the benchmark runs on one device and writes no run folder (its rows go to --json PATH): "
                      "use adaptation.train for --distribute, --tensorboard and --output-dir")
     args.methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    args.directions = [d.strip() for d in args.directions.split(",") if d.strip()]
+    args.directions = [direction_of(parser, d.strip()) for d in args.directions.split(",") if d.strip()]
     bad = [m for m in args.methods if m not in METHODS + WITH_ADABN] + [d for d in args.directions if d not in DIRECTIONS]
     if bad or not args.methods or not args.directions:
         parser.error(f"unknown method or direction: {', '.join(bad) or 'none given'}; methods: "
@@ -131,6 +132,15 @@ def parse_args(argv=None):
     for key, value in defaults.items():
         setattr(args, key, value)
     return args
+
+
+def direction_of(parser, text: str) -> str:
+    """``flower_photos->flower17`` from itself or ``flower_photos-flower17``; an unquoted ``->`` reaches the
+    command cut at ``>`` (the shell wrote the output to a file named after the target), which is said."""
+    if text.endswith("-"):
+        parser.error(f"--directions {text}: an unquoted {text}>TARGET is cut at '>' by the shell (the output went "
+                     f"to a file named TARGET); write {text}TARGET, or quote it")
+    return text if "->" in text else text.replace("-", "->", 1)
 
 
 def deep_run(args, method: str, pair, prepared, seed: int) -> dict:

@@ -202,8 +202,11 @@ def layer_index(base: keras.Model, layer: str | int) -> int:
         return layer
     names = [item.name for item in base.layers]
     if layer not in names:
-        close = [name for name in names if layer.split("_")[0] in name][:5]
-        hint = f"; similar names: {', '.join(close)}" if close else ""
+        import difflib
+
+        close = difflib.get_close_matches(layer, names, n=3, cutoff=0.6)
+        hint = f"; did you mean {' or '.join(close)}?" if close else (
+            f"; its layers are named like {names[1]}, {names[len(names) // 2]}, {names[-1]}")
         raise UserError(f"{base.name} has no layer named {layer!r} (--unfreeze-from){hint}")
     return names.index(layer)
 

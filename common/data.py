@@ -102,10 +102,13 @@ def load_image_folder(
     """
     root = Path(root)
     if not root.exists():
-        raise UserError(f"{description} {root} does not exist")
+        raise UserError(f"{description} {root} does not exist{parent_hint(root)}")
     if not root.is_dir():
         raise UserError(f"{description} {root} is not a folder")
     found = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not found and any(check_image_file(p) is None for p in sorted(root.iterdir())[:5] if p.is_file()):
+        raise UserError(f"{description} {root} holds images but no class folders: it looks like one class's folder; "
+                        f"point at the folder above it, {root.parent}, whose subfolders are the classes")
     if class_names is None:
         class_names = found
     else:
@@ -149,6 +152,19 @@ def load_image_folder(
     if skipped:
         warn_skipped(skipped)
     return ImageFolder(root, list(class_names), paths, np.asarray(labels, dtype=np.int32), skipped)
+
+
+def parent_hint(missing: Path) -> str:
+    """Why ``data_dir/<split>`` is missing when ``data_dir`` is a folder inside the data set (``--data-dir
+    .../train``, or a class folder below it): the ancestor that holds the split, to point at instead; or ''."""
+    missing = Path(missing)
+    if not missing.parent.is_dir():
+        return ""
+    for ancestor in list(missing.parent.parents)[:3]:
+        if (ancestor / missing.name).is_dir():
+            return (f"; {missing.parent} looks like a folder inside the data set: point --data-dir at {ancestor}, "
+                    f"which holds {missing.name}/")
+    return ""
 
 
 def warn_skipped(skipped: list[tuple[str, str]]) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common.data import load_image_folder
+from common.data import load_image_folder, parent_hint
 from common.errors import UserError
 
 DEFAULT_DATA_DIR = "data/flowers"
@@ -40,10 +40,9 @@ def load_prepared(data_dir, limit: int | None = None) -> PreparedFlowers:
     """
     data_dir = Path(data_dir)
     if not (data_dir / "train").is_dir() or not (data_dir / "validation").is_dir():
-        raise UserError(
-            f"{data_dir} has no train/ and validation/ folders; make them first with "
-            f"python -m flowers.prepare --data-dir {data_dir} [--from /path/to/flower_photos]"
-        )
+        inside = parent_hint(data_dir / "train")
+        raise UserError(f"{data_dir} has no train/ and validation/ folders" + (inside or (
+            f"; make them first with python -m flowers.prepare --data-dir {data_dir} [--from /path/to/flower_photos]")))
     train = load_image_folder(data_dir / "train", description="training folder", limit=limit)
     parts = [train]
     if (data_dir / "train_views").is_dir():

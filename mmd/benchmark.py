@@ -233,7 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: $OFFICE_CALTECH_DIR or data/office_caltech10_surf)")
     p.add_argument("--method", required=True, choices=METHODS, help="what to run")
     p.add_argument("--tasks", default="all",
-                   help="'all' or a comma list such as 'C->A,W->D' (quote it in a shell: "
+                   help="'all' or a comma list such as C-A,W-D or CtoA (C->A must be quoted in a shell: "
                         "> is a redirect)")
     p.add_argument("--json", metavar="PATH", help="also write the results as JSON here")
     p.add_argument("--profile", action="store_true",

@@ -95,7 +95,12 @@ def load_domain(data_dir: str, domain: str, normalize: str | None = "protocol"):
 
 
 def parse_tasks(spec: str) -> list[str]:
-    """'all' or a comma list such as 'C->A,W->D' (also 'C-A', 'CA')."""
+    """'all' or a comma list such as 'C->A,W->D' (also 'C-A', 'CtoA', 'CA').
+
+    An unquoted ``C->A`` never arrives: the shell reads ``>`` as a redirection,
+    passes ``C-`` and writes the output to a file named ``A``; a task ending in
+    ``-`` says so.
+    """
     if spec is None or spec.strip().lower() == "all":
         return list(TASKS)
     tasks = []
@@ -103,8 +108,14 @@ def parse_tasks(spec: str) -> list[str]:
         item = item.strip().upper().replace(" ", "")
         if not item:
             continue
+        if item.endswith("-"):
+            raise InputError(
+                f"bad task {item!r}: an unquoted {item}>X is cut at '>' by the shell (the output went to a file "
+                f"named X); write {item}X or {item[:-1]}toX without '>', or quote it: '{item}>X'")
         if "->" in item:
             parts = item.split("->")
+        elif "TO" in item:   # no domain letter is T or O
+            parts = item.split("TO")
         elif "-" in item:
             parts = item.split("-")
         else:

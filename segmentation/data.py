@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from common.data import parent_hint
 from common.errors import UserError
 
 #: Files read as images (by PIL); anything else in an images/ or masks/ folder is warned about.
@@ -167,7 +168,8 @@ def load_pairs(folder, description: str = "data folder", limit: int | None = Non
     """
     folder = Path(folder)
     if not folder.is_dir():
-        raise UserError(f"{description} {folder} does not exist; it should hold images/ and masks/ with matching file names")
+        raise UserError(f"{description} {folder} does not exist; it should hold images/ and masks/ with matching file "
+                        f"names{parent_hint(folder)}")
     images = list_images(folder / "images", f"{description} images folder")
     masks = list_images(folder / "masks", f"{description} masks folder")
     without_mask = sorted(set(images) - set(masks))
