@@ -12,6 +12,7 @@ import sys
 
 from common.backbones import BACKBONES, UNFREEZE_FROM, get_spec
 from common.distribute import add_distribute_arguments
+from common.startup import add_verbose_argument
 
 DEFAULT_CACHE_DIR = "data/cache/features"
 
@@ -29,13 +30,6 @@ def make_parser(description: str, epilog: str | None = None) -> argparse.Argumen
     return parser
 
 
-def add_verbose_argument(parser: argparse.ArgumentParser) -> None:
-    """``--verbose`` on every command: read from the command line by ``common.startup`` before TensorFlow loads."""
-    parser.add_argument(
-        "--verbose",
-        action="store_true",
-        help="show TensorFlow's start-up messages (oneDNN, CUDA), hidden by default (common.startup)",
-    )
 
 
 def parser_from_doc(doc: str) -> argparse.ArgumentParser:

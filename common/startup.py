@@ -12,13 +12,15 @@ to STDERR"). So, unless the command line says ``--verbose``, this module
 
 - sets ``TF_CPP_MIN_LOG_LEVEL=2`` (unless the environment already sets it):
   TensorFlow's C++ INFO and WARNING lines off, its errors still shown;
-- imports TensorFlow and lists its GPUs (where CUDA is initialised, and
-  cuInit fails without one) with the process's stderr (file descriptor 2,
-  which the C++ code writes to) pointed at a temporary file, then writes back
-  every captured line except those log lines: TensorFlow's INFO and WARNING
-  lines, absl's notice, and the errors of a CUDA that is absent. Anything else
-  (a Python warning, a real error) still reaches the screen, and if the
-  import fails everything captured is shown.
+- when TensorFlow is first imported (by whatever imports it: keras, a lesson,
+  nothing at all in a command that does not need it), runs that import and
+  the listing of its GPUs (where CUDA is initialised, and cuInit fails
+  without one) with the process's stderr (file descriptor 2, which the C++
+  code writes to) pointed at a temporary file, then writes back every
+  captured line except those log lines: TensorFlow's INFO and WARNING lines,
+  absl's notice, and the errors of a CUDA that is absent. Anything else (a
+  Python warning, a real error) still reaches the screen, and if the import
+  fails everything captured is shown.
 
 ``--verbose`` (every command has it, ``common.cli.make_parser``) is read from
 ``sys.argv`` here, because the choice must be made before TensorFlow is
@@ -28,6 +30,9 @@ TensorFlow will use are the same either way.
 """
 from __future__ import annotations
 
+import contextlib
+import importlib.abc
+import importlib.util
 import os
 import re
 import sys
@@ -53,20 +58,17 @@ def is_start_up_noise(line: str) -> bool:
     return match["severity"] in "IW" or (match["severity"] == "E" and bool(_CUDA_ABSENT.search(match["text"])))
 
 
-def import_tensorflow_quietly() -> None:
-    """Import TensorFlow and initialise its platforms with stderr captured; write back what is not noise."""
-    if "tensorflow" in sys.modules:   # already imported (a notebook, a test session): nothing left to hide
-        return
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+@contextlib.contextmanager
+def stderr_without_start_up_noise():
+    """File descriptor 2 into a temporary file for the block; then every captured line that is not noise is
+    written back (everything, if the block raised)."""
     sys.stderr.flush()
     saved = os.dup(2)
     with tempfile.TemporaryFile() as captured:
         os.dup2(captured.fileno(), 2)
         failed = True
         try:
-            import tensorflow as tf
-
-            tf.config.list_physical_devices("GPU")   # CUDA's initialisation, and its cuInit line, happen here
+            yield
             failed = False
         finally:
             sys.stderr.flush()
@@ -79,5 +81,51 @@ def import_tensorflow_quietly() -> None:
             sys.stderr.flush()
 
 
+class _QuietLoader(importlib.abc.Loader):
+    """TensorFlow's own loader, run inside ``stderr_without_start_up_noise``, then its GPUs listed there too."""
+
+    def __init__(self, loader):
+        self._loader = loader
+
+    def create_module(self, spec):
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module) -> None:
+        with stderr_without_start_up_noise():
+            self._loader.exec_module(module)
+            module.config.list_physical_devices("GPU")   # CUDA's initialisation, and its cuInit line, happen here
+
+    def __getattr__(self, name):   # what else the import system or pkgutil ask a loader
+        return getattr(self._loader, name)
+
+
+class _QuietFirstImport(importlib.abc.MetaPathFinder):
+    """Finds nothing itself: on the first ``import tensorflow`` it hands back TensorFlow's real spec with the
+    quiet loader, and leaves ``sys.meta_path``. A command that never loads TensorFlow pays nothing."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "tensorflow":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(name)
+        if spec is not None and spec.loader is not None:
+            spec.loader = _QuietLoader(spec.loader)
+        return spec
+
+
+def quiet_tensorflow_start_up() -> None:
+    """``TF_CPP_MIN_LOG_LEVEL=2`` unless set, and the first import of TensorFlow without its banners."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if "tensorflow" not in sys.modules and not any(isinstance(f, _QuietFirstImport) for f in sys.meta_path):
+        sys.meta_path.insert(0, _QuietFirstImport())
+
+
+def add_verbose_argument(parser) -> None:
+    """``--verbose`` on a command's parser (``common.cli.make_parser`` adds it to every lesson's); this module has
+    read it from ``sys.argv`` already."""
+    parser.add_argument("--verbose", action="store_true",
+                        help="show TensorFlow's start-up messages (oneDNN, CUDA), hidden by default (common.startup)")
+
+
 if not VERBOSE:
-    import_tensorflow_quietly()
+    quiet_tensorflow_start_up()

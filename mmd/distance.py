@@ -25,13 +25,13 @@ TCA / JDA / BDA.
 """
 from __future__ import annotations
 
-import os
+import common.startup  # noqa: F401  (first, before TensorFlow: its start-up messages only with --verbose)
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # quiet TF when run as a command
-
+# isort: split
 import argparse  # noqa: E402
 import collections  # noqa: E402
 import math  # noqa: E402
+import os  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 
@@ -39,6 +39,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from common.errors import main_guard  # noqa: E402
+from common.startup import add_verbose_argument  # noqa: E402
 
 from .kernels import KERNEL_NAMES, as_tensor, make_kernel  # noqa: E402
 from .validation import InputError, check_features, check_int, check_same_width  # noqa: E402
@@ -236,6 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
                "--source C --target A --adapt jda\n"
                "  python -m mmd.distance source.npy target.npy --kernel rbf --permutations 500",
         formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_verbose_argument(p)
     p.add_argument("files", nargs="*", metavar="FILE",
                    help="two feature files (source, target): .npy, .npz, .csv, .txt or .mat; "
                         "rows are samples")

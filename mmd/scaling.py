@@ -25,12 +25,12 @@ against n), and `--json PATH` if given: a list of rows
 """
 from __future__ import annotations
 
-import os
+import common.startup  # noqa: F401  (first, before TensorFlow: its start-up messages only with --verbose)
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
+# isort: split
 import argparse  # noqa: E402
 import json  # noqa: E402
+import os  # noqa: E402
 import resource  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
@@ -41,6 +41,7 @@ import numpy as np  # noqa: E402
 from common.errors import main_guard  # noqa: E402
 from common.files import check_new_file  # noqa: E402
 from common.reports import pyplot, save_figure  # noqa: E402
+from common.startup import add_verbose_argument  # noqa: E402
 from common.training import make_run_dir, save_config  # noqa: E402
 
 from .validation import InputError  # noqa: E402
@@ -144,6 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
                "  python -m mmd.scaling --json scaling.json\n"
                "  python -m mmd.scaling --sizes 1000,3000 --methods primal,kernel-nystrom",
         formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_verbose_argument(p)
     p.add_argument("--sizes", default="1000,3000,10000,30000,100000",
                    help="comma list of n, source + target samples (1000,3000,10000,30000,100000)")
     p.add_argument("--methods", default=",".join(METHODS),

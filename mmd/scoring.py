@@ -247,6 +247,8 @@ def main(argv=None) -> int:
                         "(with LogisticRegression) picked by prediction entropy, importance-"
                         "weighted validation (KLIEP), soft neighbourhood density and plain "
                         "source cross-validation, against the target accuracy of every k.")
+        # every command takes --verbose (common.startup); this one never loads TensorFlow, so it changes nothing
+        p.add_argument("--verbose", action="store_true", help="accepted as on every command; nothing to show here")
         p.add_argument("--data-dir", required=True, help="the Office-Caltech10 SURF folder")
         p.add_argument("--tasks", default="all", help="'all' or e.g. 'C->A,W->D'")
         p.add_argument("--grid", default="10,20,50,100,200", help="the k to choose from")

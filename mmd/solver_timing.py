@@ -26,12 +26,12 @@ speed).  The largest eq. 20 residual of each solver is printed beside it.
 """
 from __future__ import annotations
 
-import os
+import common.startup  # noqa: F401  (first, before TensorFlow: its start-up messages only with --verbose)
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
+# isort: split
 import argparse  # noqa: E402
 import json  # noqa: E402
+import os  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 
@@ -39,6 +39,7 @@ import numpy as np  # noqa: E402
 
 from common.errors import main_guard  # noqa: E402
 from common.files import check_new_file  # noqa: E402
+from common.startup import add_verbose_argument  # noqa: E402
 
 from .data import load_domain, parse_tasks  # noqa: E402
 from .validation import InputError  # noqa: E402
@@ -62,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="example:\n  python -m mmd.solver_timing --data-dir "
                "../shared/data/office_caltech10_surf --task 'C->A' --json timing.json",
         formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_verbose_argument(p)
     p.add_argument("--data-dir", default=os.environ.get("OFFICE_CALTECH_DIR",
                                                         "data/office_caltech10_surf"),
                    help="Office-Caltech10 SURF folder (default: $OFFICE_CALTECH_DIR or "

@@ -4,6 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from common.startup import is_start_up_noise
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,8 +51,10 @@ def test_a_training_run_prints_no_tensorflow_start_up_line(cats_dogs_dir, tmp_pa
     assert "oneDNN" not in result.stderr and "cuInit" not in result.stderr
 
 
-def test_verbose_shows_them():
-    quiet, verbose = command("cats_dogs.bottleneck", "--help"), command("cats_dogs.bottleneck", "--help", "--verbose")
+@pytest.mark.parametrize("module", ["cats_dogs.bottleneck", "flowers.train", "adaptation.train", "segmentation.train",
+                                    "mmd.distance"])
+def test_verbose_shows_them(module):
+    quiet, verbose = command(module, "--help"), command(module, "--help", "--verbose")
     assert quiet.returncode == verbose.returncode == 0
     assert "--verbose" in quiet.stdout
     assert not tensorflow_lines(quiet.stderr), quiet.stderr
