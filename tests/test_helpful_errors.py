@@ -37,8 +37,10 @@ def test_cats_dogs_data_dir_one_level_too_deep_names_the_parent(cats_dogs_dir, t
     assert f"point --data-dir at {cats_dogs_dir}, which holds train/" in err, err
 
 
-def test_flowers_train_data_dir_inside_the_prepared_folder(tmp_path, capsys):
+def test_flowers_train_data_dir_inside_the_prepared_folder(tmp_path, capsys, monkeypatch):
     from flowers import train
+
+    monkeypatch.chdir(tmp_path)   # the run folder it opens (and takes back) goes under ./runs
 
     prepared = tmp_path / "prepared"
     for part in ("train", "validation"):
