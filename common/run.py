@@ -70,8 +70,7 @@ class Run:
         self._scope.__enter__()
         set_seed(self.args.seed)
         self.folder = self._strategy.make_run_dir(getattr(self.args, "output_dir", None), self.parent, self.stage)
-        save_config(self.folder, {**cli.config_of(self.args), **self._strategy.describe(), "stage": self.stage,
-                                  **self.config})
+        self._save_config()
         if self._strategy.is_chief:
             print(f"run folder: {self.folder}", flush=True)
         return self
@@ -82,11 +81,14 @@ class Run:
         finally:
             self._strategy.finish()
 
+    def _save_config(self) -> None:
+        save_config(self.folder, {**cli.config_of(self.args), **self._strategy.describe(), "stage": self.stage,
+                                  **self.config})
+
     def record(self, **entries) -> None:
         """Add entries to ``config.json`` that are known only once the run has begun (class names, a cut layer)."""
         self.config.update(entries)
-        save_config(self.folder, {**cli.config_of(self.args), **self._strategy.describe(), "stage": self.stage,
-                                  **self.config})
+        self._save_config()
 
     # ------------------------------------------------------------------ what the strategy decides
     @property

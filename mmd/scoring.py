@@ -69,9 +69,6 @@ def target_probabilities(estimator, Xt) -> np.ndarray:
                      "that has predict_proba (e.g. classifier=LogisticRegression())")
 
 
-_entropy = row_entropy  # one copy of the entropy for the shallow and the deep lesson (common.selection)
-
-
 class _TargetScorer:
     def __repr__(self):
         params = ", ".join(f"{k}={v!r}" for k, v in self._params().items())
@@ -89,7 +86,7 @@ class PredictionEntropy(_TargetScorer):
 
     def __call__(self, estimator, X=None, y=None):
         P = target_probabilities(estimator, target_samples(self.Xt, estimator))
-        return -float(np.mean(_entropy(P)))
+        return -float(np.mean(row_entropy(P)))
 
 
 class ImportanceWeightedAccuracy(_TargetScorer):
@@ -174,7 +171,7 @@ def soft_neighbourhood_density(F, temperature: float = 0.05) -> float:
     logits -= logits.max(axis=1, keepdims=True)
     P = np.exp(logits)
     P /= P.sum(axis=1, keepdims=True)
-    return float(np.mean(_entropy(P)))
+    return float(np.mean(row_entropy(P)))
 
 
 def prediction_entropy_scorer(Xt=None):
