@@ -143,24 +143,24 @@ def resolve(args: argparse.Namespace) -> argparse.Namespace:
     for name, least in limits.items():
         value = getattr(args, name, None)
         if value is not None and value < least:
-            _refuse(f"--{name.replace('_', '-')} must be at least {least}, not {value}")
+            refuse(f"--{name.replace('_', '-')} must be at least {least}, not {value}")
     # the optimiser's numbers, on the commands that have them: a negative rate trains "successfully" uphill
     for name in ("learning_rate", "finetune_learning_rate"):
         value = getattr(args, name, None)
         if value is not None and not value > 0:
-            _refuse(f"--{name.replace('_', '-')} must be positive, not {value}")
+            refuse(f"--{name.replace('_', '-')} must be positive, not {value}")
     for name in ("momentum", "dropout"):
         value = getattr(args, name, None)
         if value is not None and not 0 <= value < 1:
-            _refuse(f"--{name} must be in [0, 1), not {value}")
+            refuse(f"--{name} must be in [0, 1), not {value}")
     for name in ("patience", "finetune_epochs"):
         value = getattr(args, name, None)
         if value is not None and value < 0:
-            _refuse(f"--{name.replace('_', '-')} must be 0 or more, not {value}")
+            refuse(f"--{name.replace('_', '-')} must be 0 or more, not {value}")
     return args
 
 
-def _refuse(message: str) -> None:
+def refuse(message: str) -> None:
     """One line and argparse's exit status for bad arguments (2), as every command promises."""
     print(f"error: {message}", file=sys.stderr)
     raise SystemExit(2)

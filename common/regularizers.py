@@ -98,14 +98,14 @@ def add_regularization_arguments(group) -> None:
 
 def check_regularization_arguments(args) -> None:
     """One line for the combinations that make no sense (argparse's exit status 2)."""
-    from common.cli import _refuse
+    from common.cli import refuse
 
     if getattr(args, "l2_sp", False) and getattr(args, "weight_decay", 0.0):
-        _refuse("--l2-sp and --weight-decay are two regularisers to compare; give one of them")
+        refuse("--l2-sp and --weight-decay are two regularisers to compare; give one of them")
     for name in ("l2_sp_beta", "l2_sp_alpha", "weight_decay"):
         value = getattr(args, name, 0.0)
         if value is not None and value < 0:
-            _refuse(f"--{name.replace('_', '-')} must be 0 or more, not {value}")
+            refuse(f"--{name.replace('_', '-')} must be 0 or more, not {value}")
 
 
 def regularize(args, transferred, head, whole) -> str:
