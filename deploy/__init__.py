@@ -8,5 +8,6 @@ run's own validation images how far each format is from the Keras model
 (``parity.json``). ``python -m deploy.serve --model EXPORT_DIR`` serves one of
 them: a web page to upload an image and a JSON endpoint. ``deploy.runtime``
 is what both share: reading an export folder, decoding an image exactly as
-training did, and calling each format.
+training did, and calling each format. The export's converters are
+``deploy.formats``, its measurement against the Keras model ``deploy.parity``.
 """

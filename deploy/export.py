@@ -23,6 +23,10 @@ The export folder (default: RUN/export; an existing one is never overwritten):
   difference in class probabilities from the Keras model, its accuracy and its
   change from the Keras model's, and each file's size. A float format more than
   1e-4 from the Keras model makes the command fail (after parity.json is written).
+
+The converters are ``deploy.formats``'s, the measurement ``deploy.parity``'s;
+this module is the command: find the run and its validation images, write,
+measure, record.
 """
 from __future__ import annotations
 
@@ -41,18 +45,9 @@ from common import cli
 from common.errors import UserError, main_guard
 from common.files import writable_folder
 from common.predict import LABELS_FILE, MODEL_FILE, load_run_model
-from deploy.runtime import (
-    FLOAT_FORMATS,
-    FLOAT_TOLERANCE,
-    FORMAT_FILES,
-    MANIFEST_FILE,
-    PARITY_FILE,
-    class_probabilities,
-    folder_size,
-    load_format,
-)
-
-ONNX_OPSET = 17
+from deploy.formats import convert, package_version
+from deploy.parity import measure, print_parity
+from deploy.runtime import FLOAT_FORMATS, FLOAT_TOLERANCE, FORMAT_FILES, MANIFEST_FILE, PARITY_FILE, folder_size
 
 
 def parse_args(argv=None):
@@ -122,109 +117,6 @@ def backbone_of(model) -> str | None:
         if isinstance(layer, BackbonePreprocess):
             return layer.backbone
     return None
-
-
-def write_saved_model(model, folder: Path) -> None:
-    model.export(str(folder / FORMAT_FILES["saved_model"]), format="tf_saved_model", verbose=False)
-
-
-def write_tflite(saved_model: Path, path: Path, quantize: bool) -> None:
-    import tensorflow as tf
-
-    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model))
-    if quantize:  # no representative data set: dynamic range (weights int8, activations float)
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    path.write_bytes(converter.convert())
-
-
-def write_onnx(model, path: Path, image_size: int) -> None:
-    import tensorflow as tf
-    import tf2onnx
-
-    signature = (tf.TensorSpec((None, image_size, image_size, 3), tf.float32, name="pixels"),)
-    tf2onnx.convert.from_keras(model, input_signature=signature, opset=ONNX_OPSET, output_path=str(path))
-
-
-def convert(model, folder: Path, formats: list[str], image_size: int) -> dict[str, str]:
-    """Write the formats; returns {format: why it was left out} for those that could not be made."""
-    import tempfile
-
-    left_out = {}
-    saved_model = folder / FORMAT_FILES["saved_model"]
-    need_saved_model = any(name in formats for name in ("saved_model", "tflite", "tflite_int8"))
-    scratch = None
-    if need_saved_model and "saved_model" not in formats:  # TFLite converts from a SavedModel: a temporary one
-        scratch = Path(tempfile.mkdtemp(prefix="deploy-export-"))
-        saved_model = scratch / FORMAT_FILES["saved_model"]
-    try:
-        if need_saved_model:
-            write_saved_model(model, saved_model.parent)
-        for name, quantize in (("tflite", False), ("tflite_int8", True)):
-            if name in formats:
-                write_tflite(saved_model, folder / FORMAT_FILES[name], quantize)
-    finally:
-        if scratch is not None:
-            shutil.rmtree(scratch, ignore_errors=True)
-    if "onnx" in formats:
-        try:
-            write_onnx(model, folder / FORMAT_FILES["onnx"], image_size)
-        except ImportError as error:
-            left_out["onnx"] = f"tf2onnx or onnxruntime is not installed ({error}); pip install tf2onnx onnxruntime"
-        except Exception as error:  # noqa: BLE001  (tf2onnx raises anything; the other formats stand)
-            left_out["onnx"] = f"tf2onnx {_version('tf2onnx')} failed on this model: {type(error).__name__}: {error}"
-        if "onnx" not in left_out:
-            try:
-                import onnxruntime  # noqa: F401  (parity needs it)
-            except ImportError as error:
-                (folder / FORMAT_FILES["onnx"]).unlink()
-                left_out["onnx"] = f"onnxruntime is not installed ({error}); pip install onnxruntime"
-    return left_out
-
-
-def _version(package: str) -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(package)
-    except PackageNotFoundError:
-        return "(not installed)"
-
-
-def measure(model, folder: Path, formats: list[str], validation, indices, class_names, image_size, batch_size) -> dict:
-    """Run the Keras model and every written format over the same batches of validation pixels."""
-    from common.data import make_dataset
-
-    runners = {name: load_format(folder, name) for name in formats}
-    paths = [validation.paths[i] for i in indices]
-    labels = validation.labels[indices]
-    data = make_dataset(paths, labels, (image_size, image_size), batch_size)
-    reference, outputs, seconds = [], {name: [] for name in runners}, {name: 0.0 for name in ["keras", *runners]}
-    for pixels, _ in data:
-        pixels = np.asarray(pixels, dtype=np.float32)
-        start = time.perf_counter()
-        reference.append(class_probabilities(model(pixels, training=False), len(class_names)))
-        seconds["keras"] += time.perf_counter() - start
-        for name, runner in runners.items():
-            start = time.perf_counter()
-            outputs[name].append(class_probabilities(runner(pixels), len(class_names)))
-            seconds[name] += time.perf_counter() - start
-    reference = np.concatenate(reference)
-    keras_accuracy = float(np.mean(reference.argmax(1) == labels))
-    results = {}
-    for name, parts in outputs.items():
-        probabilities = np.concatenate(parts)
-        accuracy = float(np.mean(probabilities.argmax(1) == labels))
-        difference = np.abs(probabilities - reference)
-        results[name] = {
-            "max_abs_diff": float(np.max(difference)),
-            "mean_abs_diff": float(np.mean(difference)),
-            "accuracy": accuracy,
-            "accuracy_change": accuracy - keras_accuracy,
-            "changed_top_class": int(np.sum(probabilities.argmax(1) != reference.argmax(1))),
-            "seconds_per_image": seconds[name] / len(labels),
-        }
-    return {"keras_accuracy": keras_accuracy, "keras_seconds_per_image": seconds["keras"] / len(labels),
-            "formats": results, "n_images": int(len(labels))}
 
 
 @main_guard
@@ -297,7 +189,7 @@ def _export_into(folder, args, run_dir, model, class_names, image_size, validati
         "formats": measured["formats"],
         "left_out": left_out,
         "sizes_bytes": sizes,
-        "versions": {package: _version(package) for package in ("tensorflow", "keras", "tf2onnx", "onnxruntime")},
+        "versions": {package: package_version(package) for package in ("tensorflow", "keras", "tf2onnx", "onnxruntime")},
         "seconds": round(time.perf_counter() - started, 2),
     }
     (folder / PARITY_FILE).write_text(json.dumps(parity, indent=2) + "\n")
@@ -307,17 +199,6 @@ def _export_into(folder, args, run_dir, model, class_names, image_size, validati
         raise UserError(f"float formats differ from the Keras model by more than {FLOAT_TOLERANCE:g}: {shown} "
                         f"(see {folder / PARITY_FILE})")
     return parity
-
-
-def print_parity(parity: dict) -> None:
-    print(f"Keras model: accuracy {parity['keras_accuracy']:.4f} on {parity['n_images']} images, "
-          f"{parity['sizes_bytes']['model.keras'] / 2**20:.2f} MiB")
-    print(f"{'format':<12} {'max |diff|':>11} {'accuracy':>9} {'change':>8} {'MiB':>7}")
-    for name, result in parity["formats"].items():
-        print(f"{name:<12} {result['max_abs_diff']:>11.2e} {result['accuracy']:>9.4f} "
-              f"{result['accuracy_change']:>+8.4f} {result['size_bytes'] / 2**20:>7.2f}")
-    for name, why in parity["left_out"].items():
-        print(f"{name:<12} left out: {why}")
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ from deploy_tiny import CLASSES, SIZE, make_run
 
 from common.data import decode_image, load_image_folder
 from deploy import export as export_command
-from deploy import runtime
+from deploy import formats, runtime
 
 
 @pytest.fixture(scope="module")
@@ -113,8 +113,8 @@ def test_onnx_is_left_out_with_the_reason_when_tf2onnx_fails(exported, tmp_path,
     def broken(*args, **kwargs):
         raise ValueError("unsupported op")
 
-    monkeypatch.setattr(export_command, "write_onnx", broken)
-    left_out = export_command.convert(None, tmp_path, ["onnx"], SIZE)
+    monkeypatch.setattr(formats, "write_onnx", broken)
+    left_out = formats.convert(None, tmp_path, ["onnx"], SIZE)
     assert "onnx" in left_out and "failed on this model: ValueError: unsupported op" in left_out["onnx"]
 
 
