@@ -23,13 +23,11 @@ The export folder (default: RUN/export; an existing one is never overwritten):
   difference in class probabilities from the Keras model, its accuracy and its
   change from the Keras model's, and each file's size. A float format more than
   1e-4 from the Keras model makes the command fail (after parity.json is written).
-
-The converters are ``deploy.formats``'s, the measurement ``deploy.parity``'s;
-this module is the command: find the run and its validation images, write,
-measure, record.
 """
 from __future__ import annotations
 
+# this module is the command (find the run and its validation images, write, measure, record); the converters
+# are deploy.formats', the measurement deploy.parity's. The docstring above is --help's text.
 import common.startup  # noqa: F401  (first, before TensorFlow: its start-up messages only with --verbose)
 
 # isort: split
