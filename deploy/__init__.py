@@ -9,5 +9,7 @@ run's own validation images how far each format is from the Keras model
 them: a web page to upload an image and a JSON endpoint. ``deploy.runtime``
 is what both share: reading an export folder, decoding an image exactly as
 training did, and calling each format. The export's converters are
-``deploy.formats``, its measurement against the Keras model ``deploy.parity``.
+``deploy.formats``, its measurement against the Keras model ``deploy.parity``;
+the server's upload checks are ``deploy.uploads``, its model call
+``deploy.classifier`` and its page ``deploy.page``.
 """

@@ -25,21 +25,19 @@ form.
 """
 from __future__ import annotations
 
+# this module is the application and the command; what an upload must be is deploy.uploads', the model behind
+# the endpoints deploy.classifier's, the HTML deploy.page's. The docstring above is --help's text.
 import common.startup  # noqa: F401  (first, before TensorFlow: its start-up messages only with --verbose)
 
 # isort: split
-import base64
-import html
-import io
-import re
 import socket
 from pathlib import Path
 
-import numpy as np
-
-from common.data import DECODABLE_FORMATS
 from common.errors import UserError, main_guard
-from deploy.runtime import FORMAT_FILES, class_probabilities, decode_bytes, load_format, read_manifest
+from deploy.classifier import Classifier, ranked
+from deploy.page import render_page
+from deploy.runtime import FORMAT_FILES
+from deploy.uploads import UploadProblem, check_upload, megabytes
 
 try:  # at module level: FastAPI reads the endpoints' annotations (Request) from this module's names
     from fastapi import FastAPI, Request
@@ -54,83 +52,7 @@ else:
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
 DEFAULT_MAX_UPLOAD_MB = 10.0
-MAX_PIXELS = 40_000_000  # a larger image is refused before it is decoded (a decompression bomb)
 FIELD = "image"
-MIME_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "GIF": "image/gif", "BMP": "image/bmp"}
-
-
-class UploadProblem(Exception):
-    """A bad upload: the HTTP status it gets and the sentence that says why."""
-
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
-def check_upload(data: bytes, max_bytes: int, declared_type: str | None = None) -> str:
-    """The image format of an upload (``JPEG``, ...), or an ``UploadProblem``; nothing is decoded yet."""
-    from PIL import Image, UnidentifiedImageError
-
-    if not data:
-        raise UploadProblem(400, "the upload is empty: choose an image file")
-    if len(data) > max_bytes:
-        raise UploadProblem(413, f"the upload is {_megabytes(len(data))}; the limit is {_megabytes(max_bytes)}")
-    sent_as = f" (it was sent as {declared_type})" if declared_type else ""
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            kind, (width, height) = image.format, image.size
-    except (UnidentifiedImageError, OSError, ValueError):
-        if declared_type and declared_type.startswith("image/"):  # the right kind of file, broken: malformed
-            raise UploadProblem(400, f"the upload{sent_as} cannot be read as an image: corrupt or cut short?") from None
-        raise UploadProblem(415, f"the upload is not an image{sent_as}; send a JPEG, PNG, GIF or BMP file") from None
-    except Image.DecompressionBombError:
-        raise UploadProblem(413, "the image has too many pixels to decode") from None
-    if kind not in DECODABLE_FORMATS:
-        raise UploadProblem(415, f"{kind} images are not read by the model's pipeline; "
-                                 "send a JPEG, PNG, GIF or BMP file")
-    if width * height > MAX_PIXELS:
-        raise UploadProblem(413, f"the image is {width}x{height} pixels; the limit is {MAX_PIXELS:,} pixels")
-    return kind
-
-
-def _megabytes(count: int) -> str:
-    return f"{count / 1e6:.1f} MB" if count >= 1_000_000 else f"{count:,} bytes"
-
-
-class Classifier:
-    """One exported format with its manifest: image bytes in, probabilities per class out."""
-
-    def __init__(self, export_dir, model_format: str = "tflite"):
-        self.export_dir = Path(export_dir)
-        self.manifest = read_manifest(self.export_dir)
-        self.class_names = self.manifest["class_names"]
-        self.image_size = int(self.manifest["image_size"])
-        self.format = model_format
-        self.model = load_format(self.export_dir, model_format)
-
-    def pixels(self, data: bytes) -> np.ndarray:
-        try:
-            return decode_bytes(data, self.image_size)
-        except Exception as error:  # noqa: BLE001  (TensorFlow's decoders raise InvalidArgumentError and others)
-            reason = re.sub(r"\{\{.*?\}\}\s*|\s*\[Op:\w+\]", "", str(error)).strip()  # TensorFlow's op decoration
-            reason = reason.splitlines()[0] if reason else type(error).__name__
-            raise UploadProblem(400, f"the image could not be decoded (corrupt or cut short?): {reason[:200]}") \
-                from None
-
-    def probabilities(self, data: bytes) -> np.ndarray:
-        outputs = self.model(self.pixels(data)[None])
-        return class_probabilities(outputs, len(self.class_names))[0]
-
-    def info(self) -> dict:
-        return {"format": self.format, "file": FORMAT_FILES[self.format], "class_names": self.class_names,
-                "image_size": self.image_size, "backbone": self.manifest.get("backbone"),
-                "input": self.manifest.get("input"), "resize": self.manifest.get("resize")}
-
-
-def ranked(probabilities, class_names: list[str], k: int) -> list[dict]:
-    order = np.argsort(-np.asarray(probabilities), kind="stable")[: max(1, k)]
-    return [{"label": class_names[i], "probability": float(probabilities[i])} for i in order]
 
 
 def create_app(export_dir, model_format: str = "tflite", max_upload_bytes: int = int(DEFAULT_MAX_UPLOAD_MB * 1e6),
@@ -146,8 +68,8 @@ def create_app(export_dir, model_format: str = "tflite", max_upload_bytes: int =
         """(bytes, file name, declared type, image format) of the form field ``image``, checked."""
         length = request.headers.get("content-length")
         if length and length.isdigit() and int(length) > max_upload_bytes + 64_000:  # refuse before reading it
-            raise UploadProblem(413, f"the upload is {_megabytes(int(length))}; "
-                                     f"the limit is {_megabytes(max_upload_bytes)}")
+            raise UploadProblem(413, f"the upload is {megabytes(int(length))}; "
+                                     f"the limit is {megabytes(max_upload_bytes)}")
         content_type = request.headers.get("content-type", "")
         if not content_type.startswith("multipart/form-data"):
             raise UploadProblem(415, f"send the image as multipart/form-data in the field {FIELD!r}, "
@@ -207,57 +129,6 @@ def create_app(export_dir, model_format: str = "tflite", max_upload_bytes: int =
         return HTMLResponse(render_page(classifier, result=result, image=(data, kind)))
 
     return app
-
-
-PAGE = """<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<title>{title}</title>
-<style>
-body {{ font-family: sans-serif; max-width: 40em; margin: 2em auto; padding: 0 1em; }}
-#uploaded {{ max-width: 100%; max-height: 20em; display: block; margin: 1em 0; }}
-#error {{ color: #a00; font-weight: bold; }}
-table {{ border-collapse: collapse; }} td, th {{ padding: 0.2em 0.8em; text-align: left; }}
-td.probability {{ text-align: right; font-variant-numeric: tabular-nums; }}
-</style>
-</head>
-<body>
-<h1>{title}</h1>
-<p>Model: <code>{model}</code> ({size}&times;{size} pixels; classes: {classes}).</p>
-<form id="upload" method="post" action="/" enctype="multipart/form-data">
-<input id="image" type="file" name="image" accept="image/jpeg,image/png,image/gif,image/bmp" required>
-<button id="submit" type="submit">Classify</button>
-</form>
-{body}
-</body>
-</html>
-"""
-
-
-def render_page(classifier: Classifier, result: dict | None = None, image=None, error: str | None = None) -> str:
-    parts = []
-    if error:
-        parts.append(f'<p id="error" role="alert">{html.escape(error)}</p>')
-    if result:
-        data, kind = image
-        source = f"data:{MIME_TYPES[kind]};base64,{base64.b64encode(data).decode()}"
-        parts.append(f'<h2 id="file">{html.escape(result["file"])}</h2>')
-        parts.append(f'<img id="uploaded" src="{source}" alt="the uploaded image">')
-        rows = "".join(
-            f'<tr><td class="label">{html.escape(item["label"])}</td>'
-            f'<td class="probability">{item["probability"]:.4f}</td></tr>'
-            for item in result["top"]
-        )
-        parts.append(f'<table id="predictions"><tr><th>class</th><th>probability</th></tr>{rows}</table>')
-    return PAGE.format(
-        title=html.escape(" / ".join(classifier.class_names[:5]) + (" / ..." if len(classifier.class_names) > 5 else "")
-                          + " classifier"),
-        model=html.escape(f"{classifier.export_dir / FORMAT_FILES[classifier.format]}"),
-        size=classifier.image_size,
-        classes=html.escape(", ".join(classifier.class_names)),
-        body="\n".join(parts),
-    )
 
 
 def parse_args(argv=None):
