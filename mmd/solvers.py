@@ -23,7 +23,10 @@ Section 12.3 of the textbook, equation by equation:
   (12.3.4's "first m eigenvalues": E10).
   With a kernel, X becomes the n x n kernel matrix K.
 * 12.3.3-12.3.4, the target pseudo labels come from a 1-NN classifier trained
-  on the transformed source and are refined by iterating.
+  on the transformed source and are refined by iterating.  Beyond the text,
+  a few target samples with known labels (`fit`'s `labelled_index`,
+  `labelled_y`) keep their true class in eq. 12 from the first M on and
+  train the 1-NN beside the source.
 
 How it is solved, and why (the eigensolvers are in `mmd.eigensolvers`):
 
@@ -152,6 +155,12 @@ def mmd_directions(P, ns: int, ys_codes, yt_codes, n_classes: int, mu: float):
     marginal term only; a class that no target sample is pseudo-labelled
     with contributes nothing (eq. 12 would divide by nt_c = 0); mu = 1
     without labels leaves M = 0.
+
+    A code of -1 marks a target sample of unknown class (semi-supervised
+    fits before the first pseudo labels: only the few labelled target rows
+    have a class): it is in no class's term, and nt_c counts the target
+    samples assigned to c, so each ec still holds the mean of the target
+    samples of class c (the Gram entries above hold unchanged).
     """
     n = int(P.shape[0])
     nt = n - ns
@@ -168,14 +177,15 @@ def mmd_directions(P, ns: int, ys_codes, yt_codes, n_classes: int, mu: float):
     if yt_codes is not None and mu > 0.0:
         ys_codes, yt_codes = np.asarray(ys_codes), np.asarray(yt_codes)
         ns_c = np.bincount(ys_codes, minlength=C)
-        nt_c = np.bincount(yt_codes, minlength=C)
+        nt_c = np.bincount(yt_codes[yt_codes >= 0], minlength=C)   # -1: class unknown
         kept = np.flatnonzero((ns_c > 0) & (nt_c > 0))  # empty (pseudo) class: no term, no 1/0
         column = np.full(C, -1)
         column[kept] = np.arange(len(kept))
         Ec = np.zeros((n, len(kept)))
         for rows, codes, counts, sign in ((np.arange(ns), ys_codes, ns_c, 1.0),
                                           (np.arange(ns, n), yt_codes, nt_c, -1.0)):
-            inside = column[codes] >= 0
+            inside = codes >= 0
+            inside[inside] = column[codes[inside]] >= 0
             Ec[rows[inside], column[codes[inside]]] = sign / counts[codes[inside]]
         columns.append(Ec)
         weights += [mu] * len(kept)
@@ -404,6 +414,70 @@ def _project(P, V):
 # the estimators
 # --------------------------------------------------------------------------
 
+def _check_labelled_target(labelled_index, labelled_y, nt, classes):
+    """The labelled target samples of a semi-supervised fit as (rows of Xt,
+    class codes), or (None, None) without any; `nt` is None when there is
+    no target.  Labels are matched to the source classes, not encoded
+    afresh: a target class the source lacks has no Mc and no 1-NN label."""
+    if labelled_index is None and labelled_y is None:
+        return None, None
+    if labelled_index is None or labelled_y is None:
+        given, missing = (("labelled_index", "labelled_y") if labelled_y is None
+                          else ("labelled_y", "labelled_index"))
+        raise InputError(f"{given} was given without {missing}: labelled target samples need "
+                         "both their rows in Xt (labelled_index) and their labels (labelled_y)")
+    if nt is None:
+        raise InputError("labelled_index / labelled_y name rows of the target samples Xt, "
+                         "but no Xt was given (here or as the Xt parameter)")
+    if classes is None:
+        raise InputError("labelled_y needs the source labels y: labelled target samples are "
+                         "matched to the source classes")
+    if isinstance(labelled_index, (str, bytes)):
+        raise InputError(f"labelled_index must be an array of integer row indices into Xt, "
+                         f"got the string {labelled_index!r}")
+    index = np.asarray(labelled_index)
+    if index.ndim != 1:
+        raise InputError(f"labelled_index must be a 1-D array of row indices into Xt, "
+                         f"got shape {index.shape}")
+    if index.size == 0:
+        if np.size(labelled_y) != 0:
+            raise InputError(f"labelled_y has {np.size(labelled_y)} labels for the 0 rows "
+                             "of labelled_index")
+        return None, None   # no labelled sample: the unsupervised fit
+    if index.dtype.kind == "b":
+        raise InputError("labelled_index must hold integer row indices, not a boolean mask "
+                         "(np.flatnonzero(mask) gives the indices)")
+    if index.dtype.kind not in "iu":
+        raise InputError(f"labelled_index must hold integer row indices into Xt, "
+                         f"got dtype {index.dtype}")
+    outside = index[(index < 0) | (index >= nt)]
+    if outside.size:
+        raise InputError(f"labelled_index must lie in 0..{nt - 1} (Xt has {nt} samples), "
+                         f"got {outside[:5].tolist()}")
+    values, counts = np.unique(index, return_counts=True)
+    if values.size < index.size:
+        raise InputError(f"labelled_index repeats rows {values[counts > 1][:5].tolist()}; "
+                         "each labelled target sample once")
+    if isinstance(labelled_y, (str, bytes)):
+        raise InputError(f"labelled_y must be an array of class labels, "
+                         f"got the single string {labelled_y!r}")
+    labels = np.asarray(labelled_y)
+    if labels.ndim != 1 or labels.shape[0] != index.shape[0]:
+        raise InputError(f"labelled_y must be 1-D with one label per row of labelled_index "
+                         f"({index.shape[0]}), got shape {labels.shape}")
+    lookup = {c: i for i, c in enumerate(classes.tolist())}
+    try:
+        codes = [lookup.get(v, -1) for v in labels.tolist()]
+    except TypeError:   # unhashable entries
+        raise InputError("labelled_y must hold class labels like y's") from None
+    unknown = sorted({repr(v) for v, c in zip(labels.tolist(), codes, strict=True) if c < 0})
+    if unknown:
+        raise InputError(f"labelled_y has labels that are not source classes: "
+                         f"{', '.join(unknown[:5])}; the source classes are "
+                         f"{', '.join(map(repr, classes.tolist()))}")
+    return index.astype(np.intp), np.asarray(codes, dtype=np.intp)
+
+
 class _Clock:
     """Seconds per stage of a fit (`fit_seconds_`, the benchmark's
     --profile): each `lap(stage)` adds the time since the previous lap."""
@@ -470,7 +544,7 @@ class _MMDAdaptation(ClassifierMixin, TransformerMixin, BaseEstimator):
             return Xn
         return kernel_rows(Xn, self.X_fit_, self.kernel, self.gamma_, self.nystrom_map_)
 
-    def fit(self, X, y=None, Xt=None, yt=None):
+    def fit(self, X, y=None, Xt=None, yt=None, *, labelled_index=None, labelled_y=None):
         """Learn A from labelled source samples (X, y) and unlabelled target
         samples Xt (here or as the `Xt` parameter; under GridSearchCV /
         cross_val_score only the parameter is safe, see the module docstring).
@@ -483,7 +557,25 @@ class _MMDAdaptation(ClassifierMixin, TransformerMixin, BaseEstimator):
         plain `fit(X, y)` (pipelines, `check_estimator`) gets.
 
         `yt` is used only to record the accuracy of each iteration
-        (`accuracies_`), never to fit.  The arguments are not modified.
+        (`accuracies_`, over all of Xt), never to fit.  The arguments are
+        not modified.
+
+        Semi-supervised adaptation: `labelled_index` (integer rows of Xt,
+        unique) and `labelled_y` (their labels, among the source classes)
+        name a few target samples whose class is known; give both or
+        neither.  Eq. 12's class-conditional MMD only needs each target
+        sample's class, and a true class is better than a pseudo label: the
+        labelled rows count in their own class in every Mc from the first
+        iteration on (the first M, which without labels is TCA's, gets the
+        class-conditional terms of the labelled rows alone; each class's
+        target mean is over the target samples assigned to it), and the
+        other rows join with their pseudo labels from the second iteration
+        on.  The classifier (1-NN or `classifier`) is trained on the adapted
+        source and labelled target rows, so `predict` uses them too, and the
+        labelled rows' `pseudo_labels_` are their given labels.  TCA's M
+        (mu = 0) has no class terms, so there only the classifier changes.
+        With GridSearchCV / cross_val_score prefer the `Xt` parameter and
+        beware: a fit argument as long as X is cut into folds.
         """
         clock = _Clock()
         mu, n_iter = self._check_params()
@@ -501,6 +593,8 @@ class _MMDAdaptation(ClassifierMixin, TransformerMixin, BaseEstimator):
         if yt is not None:
             check_labels(yt, nt, "yt", min_classes=1)
             yt = np.asarray(yt).ravel()
+        labelled, labelled_codes = _check_labelled_target(
+            labelled_index, labelled_y, None if own_target else nt, self.classes_)
         if self.n_landmarks is not None:
             check_int(self.n_landmarks, "n_landmarks", minimum=1, maximum=n)
         # at most min(p, n - 1) components exist: p design columns, and the
@@ -543,11 +637,12 @@ class _MMDAdaptation(ClassifierMixin, TransformerMixin, BaseEstimator):
         eq20 = Eq20Solver(float(self.lambda_), k, method=self.solver, tol=self.tol,
                           n_features=Xs.shape[1], n_solves=n_iter if iterate else 1, **side)
 
-        # TCA / mu = 0 / no target: one solve
-        iterate = ys_codes is not None and mu > 0.0 and not own_target
         states = []      # per iteration: (phi, V, pseudo label codes, classifier)
         seen = {}        # pseudo labelling -> iteration that produced it
-        pseudo = None    # labels the next M is built from (none at first)
+        pseudo = None    # labels the next M is built from (none at first) ...
+        if labelled is not None:   # ... or only the labelled rows' (-1: class unknown)
+            pseudo = np.full(nt, -1, dtype=np.intp)
+            pseudo[labelled] = labelled_codes
         for t in range(n_iter if iterate else 1):
             if own_target:      # identical domains: M = 0
                 U, w, fro = np.zeros((int(P.shape[1]), 0)), np.zeros(0), 0.0
@@ -564,7 +659,8 @@ class _MMDAdaptation(ClassifierMixin, TransformerMixin, BaseEstimator):
             clock.lap("projection")
             clf = codes = None
             if ys_codes is not None:
-                clf, codes = self._classify(Z[:ns], ys_codes, Z if own_target else Z[ns:])
+                clf, codes = self._classify(Z[:ns], ys_codes, Z if own_target else Z[ns:],
+                                            labelled, labelled_codes)
             clock.lap("1-NN")
             states.append((phi, V, codes, clf))
             if not iterate:
@@ -601,13 +697,24 @@ class _MMDAdaptation(ClassifierMixin, TransformerMixin, BaseEstimator):
                             if yt is not None else [])
         return self
 
-    def _classify(self, Zs, ys_codes, Zt):
-        """Train the classifier on the adapted source, label the target."""
+    def _classify(self, Zs, ys_codes, Zt, labelled=None, labelled_codes=None):
+        """Train the classifier on the adapted source (and the labelled
+        target rows), label the target; labelled rows keep their own label
+        (a classifier other than 1-NN need not reproduce its training labels,
+        and the next M must see the true classes)."""
+        if labelled is not None:
+            Zs = tf.concat([Zs, tf.gather(Zt, labelled)], axis=0)
+            ys_codes = np.concatenate([ys_codes, labelled_codes])
         if self.classifier is None:
             clf = _NearestNeighbour().fit(Zs, ys_codes)
-            return clf, clf.predict(Zt)
-        clf = clone(self.classifier).fit(Zs.numpy(), ys_codes)
-        return clf, np.asarray(clf.predict(Zt.numpy()))
+            codes = clf.predict(Zt)
+        else:
+            clf = clone(self.classifier).fit(Zs.numpy(), ys_codes)
+            codes = np.asarray(clf.predict(Zt.numpy()))
+        if labelled is not None:
+            codes = codes.copy()
+            codes[labelled] = labelled_codes
+        return clf, codes
 
     def __sklearn_is_fitted__(self):
         # the parameter lambda_ ends in "_", so check_is_fitted's default
@@ -668,11 +775,17 @@ _PARAMETERS = """
     Xt : the unlabelled target samples, when they are not passed to `fit`;
         the safe way inside GridSearchCV and cross_val_score.  With no
         target at all, X is its own target: no adaptation (see `fit`).
+
+    `fit` also takes `labelled_index` and `labelled_y`, keyword only: a few
+    target samples with known labels (semi-supervised adaptation).  Their
+    true classes replace pseudo labels in eq. 12's class-conditional MMD
+    from the first iteration on, and the classifier trains on them beside
+    the source (see `fit`).
 """
 
 _ATTRIBUTES = """
-    Attributes after `fit(X, y, Xt, yt=None)`
-    -----------------------------------------
+    Attributes after `fit(X, y, Xt, yt=None, *, labelled_index, labelled_y)`
+    -------------------------------------------------------------------------
     n_components_ : k actually used (`n_components` clipped, see there).
     n_features_in_, feature_names_in_ : as in scikit-learn.
     classes_ : the source classes (None when TCA is fitted without y).
@@ -680,8 +793,12 @@ _ATTRIBUTES = """
     eigenvalues_ : the k smallest eigenvalues Phi of eq. 20, ascending
         (components_ holds their eigenvectors; docs/textbook-errata.md, E10).
     pseudo_labels_ : target labels of the last iteration (labels of X
-        itself when there was no target).
-    accuracies_ : per-iteration target accuracy, when yt was passed.
+        itself when there was no target); labelled target rows hold their
+        given labels.
+    classifier_ : the classifier `predict` uses, trained on the adapted
+        source and labelled target rows.
+    accuracies_ : per-iteration target accuracy (over all of Xt, labelled
+        rows included), when yt was passed.
     label_changes_ : how many pseudo labels changed at each iteration.
     n_eigensolves_ : eigenproblems actually solved (<= n_iter_, see the
         module docstring on repeating labellings).
