@@ -24,8 +24,10 @@ and every method is trained on the same frozen backbone features:
 With ``--target-labels K`` (semi-supervised adaptation) each seed also draws
 K target images per class, as ``adaptation.train --target-labels K`` does:
 the deep methods train on them beside the source in l_c, TCA and JDA take
-them as extra labelled rows of the source side, and every method is scored
-on the rest of the target only (the same images for every method of a seed).
+them as target samples of known class (in the target's MMD terms, JDA's
+class-conditional ones in their true class, and in the 1-NN beside the
+source), and every method is scored on the rest of the target only (the
+same images for every method of a seed).
 
 For the deep methods with a lambda grid (``--trade-off auto``) the table is
 followed by a second one: the lambda each label-free criterion would pick
@@ -180,19 +182,28 @@ def deep_run(args, method: str, pair, prepared, seed: int) -> dict:
 
 
 def shallow_run(method: str, prepared) -> dict:
-    """TCA or JDA on the original view's features of the same source training images, then 1-NN."""
+    """TCA or JDA on the original view's features of the same source training images, then 1-NN.
+
+    With --target-labels the labelled target images are target samples of known class
+    (``fit``'s ``labelled_index`` / ``labelled_y``), after the unlabelled rest in Xt: they are
+    in the target's side of every MMD term, JDA's class-conditional terms hold them in their true
+    class from the first iteration on, and the 1-NN trains on them beside the source.  Only the
+    unlabelled rest (``target_all``) is scored."""
     from mmd import JDA, TCA
 
     source_x, source_y = prepared["source_all"]
     rows = prepared["source_train_rows"]
     source_x, source_y = source_x[rows], source_y[rows]
-    if prepared.get("target_labelled_all") is not None:  # --target-labels: more labelled rows
+    target_x = prepared["target_all"].astype(np.float64)
+    rest, known = len(target_x), {}
+    if prepared.get("target_labelled_all") is not None:  # --target-labels: labelled target rows
         known_x, known_y = prepared["target_labelled_all"]
-        source_x, source_y = np.concatenate([source_x, known_x]), np.concatenate([source_y, known_y])
+        target_x = np.concatenate([target_x, known_x.astype(np.float64)])
+        known = {"labelled_index": np.arange(rest, len(target_x)), "labelled_y": known_y}
     started = time.perf_counter()
     estimator = TCA(n_components=100, lambda_=1.0) if method == "tca" else JDA(n_components=100, lambda_=1.0, n_iter=10)
-    estimator.fit(source_x.astype(np.float64), source_y, prepared["target_all"].astype(np.float64))
-    accuracy = float(np.mean(estimator.predict(prepared["target_all"].astype(np.float64)) == prepared["target_labels"]))
+    estimator.fit(source_x.astype(np.float64), source_y, target_x, **known)
+    accuracy = float(np.mean(estimator.predict(target_x[:rest]) == prepared["target_labels"]))
     return {"scores": {method: accuracy}, "seconds": time.perf_counter() - started}
 
 
