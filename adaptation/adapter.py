@@ -42,6 +42,10 @@ Both build the network in ``fit`` (the given encoder is cloned, never
 trained in place), so a fitted adapter owns everything it learned, in
 attributes ending in ``_``.
 
+Each method's step is ``adaptation.steps``', the batches ``adaptation.streams``',
+the method table (``METHODS``, ``ADVERSARIAL``, ``DEFAULT_LAMBDA_SCHEDULE``,
+importable from here too) and the parameter checks ``adaptation.settings``'.
+
 Under a ``tf.distribute`` strategy (``strategy=``) the networks and
 optimizers are created in its scope and each step runs per replica; the
 losses are averaged over the global batch.
@@ -51,60 +55,23 @@ from __future__ import annotations
 import contextlib
 import io
 import math
-import numbers
 
 import keras
 import numpy as np
 import tensorflow as tf
 from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin
 from sklearn.metrics import accuracy_score
-from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
-from adaptation import adabn
-from adaptation.cdan import ConditionalAdversarialLoss, map_dim
-from adaptation.coral import CorrelationAlignment
-from adaptation.dan import MultipleKernelMMD
-from adaptation.dann import DomainAdversarialLoss
+from adaptation import adabn, steps, streams
+from adaptation.cdan import map_dim
 from adaptation.model import BOTTLENECK_UNITS, DISCRIMINATOR_UNITS, build_network, vector_encoder
-from adaptation.schedules import LAMBDA_SCHEDULES, LEARNING_RATE_SCHEDULES, AnnealedLearningRate, adaptation_weight
+from adaptation.settings import ADVERSARIAL, DEFAULT_LAMBDA_SCHEDULE, METHODS, check_int, checked_settings
 from common.loop import train_loop
-from mmd.distance import ESTIMATORS
 from mmd.validation import InputError
 
-METHODS = ("source-only", "adabn", "coral", "dan", "dann", "cdan", "cdan+e")
-#: the methods with a domain discriminator; CDAN's reads the multilinear map of features and predictions
-ADVERSARIAL = ("dann", "cdan", "cdan+e")
-#: lambda's schedule unless one is given: DANN's rising one for the adversarial
-#: loss (its paper), a constant weight for the discrepancies (DAN's and Deep CORAL's papers)
-DEFAULT_LAMBDA_SCHEDULE = {"dann": "dann", "cdan": "dann", "cdan+e": "dann", "dan": "constant", "coral": "constant"}
-
-
-def _check_int(value, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise InputError(f"{name} must be an integer >= {minimum}, not {value!r}")
-    return int(value)
-
-
-def _check_number(value, name: str, minimum: float, strict: bool = False, maximum: float | None = None) -> float:
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and np.isfinite(value)
-    ok = ok and (value > minimum if strict else value >= minimum) and (maximum is None or value < maximum)
-    if not ok:
-        bound = f"> {minimum}" if strict else f">= {minimum}"
-        bound += f" and < {maximum}" if maximum is not None else ""
-        raise InputError(f"{name} must be a number {bound}, not {value!r}")
-    return float(value)
-
-
-def _check_units(value, name: str) -> tuple:
-    try:
-        units = tuple(value)
-    except TypeError:
-        raise InputError(f"{name} must be a sequence of layer widths, not {value!r}") from None
-    for width in units:
-        _check_int(width, f"every width in {name}", 1)
-    return tuple(int(width) for width in units)
+__all__ = ["ADVERSARIAL", "DEFAULT_LAMBDA_SCHEDULE", "METHODS", "DomainAdapter"]
 
 
 class DomainAdapter(ClassifierMixin, TransformerMixin, BaseEstimator):
@@ -211,49 +178,8 @@ class DomainAdapter(ClassifierMixin, TransformerMixin, BaseEstimator):
 
     # ------------------------------------------------------------ parameters
     def _settings(self) -> dict:
-        """The parameters checked, as the training uses them (one line per mistake)."""
-        def choice(value, name, choices):
-            if not isinstance(value, str) or value not in choices:
-                raise InputError(f"{name} must be one of {', '.join(choices)}, not {value!r}")
-            return value
-
-        method = choice(self.method, "method", METHODS)
-        lambda_schedule = self.lambda_schedule
-        if lambda_schedule is None:
-            lambda_schedule = DEFAULT_LAMBDA_SCHEDULE.get(method, "constant")
-        settings = {
-            "method": method,
-            "lambda_schedule": choice(lambda_schedule, "lambda_schedule", LAMBDA_SCHEDULES),
-            "learning_rate_schedule": choice(self.learning_rate_schedule, "learning_rate_schedule",
-                                             LEARNING_RATE_SCHEDULES),
-            "mmd_estimator": choice(self.mmd_estimator, "mmd_estimator", ESTIMATORS),
-            "encoder_units": _check_units(self.encoder_units, "encoder_units"),
-            "bottleneck": _check_int(self.bottleneck, "bottleneck", 1),
-            "discriminator_units": _check_units(self.discriminator_units, "discriminator_units"),
-            "epochs": _check_int(self.epochs, "epochs", 1),
-            "steps_per_epoch": None if self.steps_per_epoch is None
-            else _check_int(self.steps_per_epoch, "steps_per_epoch", 1),
-            "batch_size": _check_int(self.batch_size, "batch_size", 2),
-            "learning_rate": _check_number(self.learning_rate, "learning_rate", 0.0, strict=True),
-            "momentum": _check_number(self.momentum, "momentum", 0.0, maximum=1.0),
-            "weight_decay": _check_number(self.weight_decay, "weight_decay", 0.0),
-            "trade_off": _check_number(self.trade_off, "trade_off", 0.0),
-            "encoder_learning_rate_scale": _check_number(self.encoder_learning_rate_scale,
-                                                         "encoder_learning_rate_scale", 0.0),
-            "n_kernels": _check_int(self.n_kernels, "n_kernels", 1),
-            "kernel_factor": _check_number(self.kernel_factor, "kernel_factor", 0.0, strict=True),
-        }
-        if not (self.encoder is None or isinstance(self.encoder, keras.Model) or callable(self.encoder)):
-            raise InputError(f"encoder must be None, a keras.Model or a callable that builds one, "
-                             f"not {type(self.encoder).__name__}")
-        try:
-            rng = check_random_state(self.random_state)
-        except ValueError as error:
-            raise InputError(f"random_state: {error}") from None
-        # an integer is the seed itself; None or a RandomState draws one (a new network every fit)
-        settings["seed"] = (int(self.random_state) if isinstance(self.random_state, numbers.Integral)
-                            else int(rng.randint(2**31 - 1)))
-        return settings
+        """The parameters checked, as the training uses them (one line per mistake; ``adaptation.settings``)."""
+        return checked_settings(self)
 
     def _scope(self):
         return self.strategy.scope() if self.strategy is not None else contextlib.nullcontext()
@@ -277,76 +203,6 @@ class DomainAdapter(ClassifierMixin, TransformerMixin, BaseEstimator):
                 e is not None and s is not None and e != s for e, s in zip(expected, example_shape, strict=True))):
             raise InputError(f"samples of shape {example_shape} do not fit the encoder's input {expected}")
         return encoder
-
-    # ------------------------------------------------------------------ data
-    def _example_shape(self, data, labelled: bool):
-        """The shape of one sample; None where a dataset's encoder decides (a dataset may be batched
-        or not, and only the encoder's input rank tells which)."""
-        if isinstance(data, tf.data.Dataset):
-            if self.encoder is not None:
-                return None
-            spec = data.element_spec
-            shape = tuple((spec[0] if isinstance(spec, tuple) else spec).shape)
-            return shape[-1:] if len(shape) in (1, 2) else shape  # vectors, batched or not
-        x = data[0] if labelled and isinstance(data, (tuple, list)) else data
-        return tuple(np.shape(x)[1:])
-
-    def _examples(self, data, labelled: bool, rank: int, n_classes: int | None = None):
-        """An unbatched dataset of (x, y) (labelled) or x, and its size (None if unknown)."""
-        if isinstance(data, tf.data.Dataset):
-            spec = data.element_spec
-            paired = isinstance(spec, tuple)
-            x_spec = spec[0] if paired else spec
-            if len(x_spec.shape) == rank + 1:
-                data = data.unbatch()
-            elif len(x_spec.shape) != rank:
-                raise InputError(f"dataset elements of shape {x_spec.shape} do not fit an encoder of "
-                                 f"{rank}-d samples")
-            if labelled and not paired:
-                raise InputError("the source dataset must yield (inputs, labels) pairs")
-            if not labelled and paired:
-                data = data.map(lambda x, *rest: x)  # the target's labels go no further
-            if x_spec.dtype != tf.float32:  # the networks compute in float32, as for arrays
-                data = data.map(lambda x, *y: (tf.cast(x, tf.float32), *y) if y else tf.cast(x, tf.float32))
-            size = int(data.cardinality())
-            return data, (size if size >= 0 else None)
-        if labelled:
-            if not isinstance(data, (tuple, list)) or len(data) != 2:
-                raise InputError("the source must be (inputs, labels) arrays or a dataset of such pairs")
-            x, y = np.asarray(data[0], np.float32), np.asarray(data[1]).ravel()
-            if len(x) != len(y):
-                raise InputError(f"{len(x)} source inputs but {len(y)} labels")
-            if len(y) and (not np.all(np.mod(y, 1) == 0) or y.min() < 0 or y.max() >= n_classes):
-                raise InputError(f"source labels must be class indices in 0..{n_classes - 1}")
-            return tf.data.Dataset.from_tensor_slices((x, y.astype(np.int32))), len(x)
-        if isinstance(data, (tuple, list)) and len(data) == 2 and np.ndim(data[1]) == 1:
-            data = data[0]  # (x, y): the labels are dropped here
-        x = np.asarray(data, np.float32)
-        return tf.data.Dataset.from_tensor_slices(x), len(x)
-
-    def _training_batches(self, source, target, rank: int, n_classes: int, settings: dict, labelled_target=None):
-        """Endless ((source x, source y), target x) batches of ``batch_size`` each, reshuffled every pass
-        (and a third, (x, y) of ``labelled_target``, when given); returns the dataset and the two domain sizes."""
-        source_examples, source_size = self._examples(source, True, rank, n_classes)
-        target_examples, target_size = self._examples(target, False, rank)
-        for size, name in ((source_size, "source"), (target_size, "target")):
-            if size is not None and size < 1:
-                raise InputError(f"the {name} data is empty")
-        batch_size, seed = settings["batch_size"], settings["seed"]
-
-        def endless(examples, size, salt):
-            buffer = size if size is not None else 10_000
-            examples = examples.shuffle(buffer, seed=seed * 1009 + salt, reshuffle_each_iteration=True)
-            return examples.repeat().batch(batch_size, drop_remainder=True)
-
-        streams = [endless(source_examples, source_size, 1), endless(target_examples, target_size, 2)]
-        if labelled_target is not None:
-            known_examples, known_size = self._examples(labelled_target, True, rank, n_classes)
-            if known_size is not None and known_size < 1:
-                raise InputError("the labelled target data is empty")
-            streams.append(endless(known_examples, known_size, 3))
-        batches = tf.data.Dataset.zip(tuple(streams))
-        return batches.prefetch(tf.data.AUTOTUNE), source_size, target_size
 
     # -------------------------------------------------------------- fitting
     def fit(self, X, y, Xt=None, *, on_epoch_end=None):
@@ -393,10 +249,10 @@ class DomainAdapter(ClassifierMixin, TransformerMixin, BaseEstimator):
         still compares the source batch with the unlabelled target batch.
         No other target label is looked at.
         """
-        n_classes = _check_int(n_classes, "n_classes", 1)
+        n_classes = check_int(n_classes, "n_classes", 1)
         if target is None:
             target = source.map(lambda x, y: x) if isinstance(source, tf.data.Dataset) else source
-        example_shape = self._example_shape(source, labelled=True)
+        example_shape = streams.example_shape(source, labelled=True, encoder=self.encoder)
         self.classes_ = np.arange(n_classes)
         for stale in ("n_features_in_", "feature_names_in_"):  # from an earlier fit(X, y)
             self.__dict__.pop(stale, None)
@@ -419,8 +275,8 @@ class DomainAdapter(ClassifierMixin, TransformerMixin, BaseEstimator):
                                     discriminator_inputs=map_dim(settings["bottleneck"], n_classes)
                                     if conditional else None)
         rank = len(encoder.input_shape) - 1
-        batches, source_size, target_size = self._training_batches(source, target, rank, n_classes, settings,
-                                                                    labelled_target)
+        batches, source_size, target_size = streams.training_batches(source, target, rank, n_classes, settings,
+                                                                      labelled_target)
         steps_per_epoch = settings["steps_per_epoch"]
         if steps_per_epoch is None:
             if source_size is None or target_size is None:
@@ -430,12 +286,12 @@ class DomainAdapter(ClassifierMixin, TransformerMixin, BaseEstimator):
         # what on_epoch_end may already use (predictions on validation data)
         self.network_ = network
         self.statistics_ = {}
-        self._forward = self._make_forward(network)
+        self._forward = steps.make_forward(network)
         with self._scope():
-            groups = self._optimizers(network, max(1, epochs * steps_per_epoch), settings)
+            groups = steps.optimizers(network, max(1, epochs * steps_per_epoch), settings)
         self.optimizer_ = groups[-1][0]  # the new layers' optimizer: its learning rate is lr_p
         replicas = 1 if self.strategy is None else int(self.strategy.num_replicas_in_sync)
-        step = self._make_step(network, groups, settings, replicas, labelled=labelled_target is not None)
+        step = steps.make_step(network, groups, settings, replicas, labelled=labelled_target is not None)
         quiet = contextlib.nullcontext() if self.verbose else contextlib.redirect_stdout(io.StringIO())
         with quiet:
             self.history_ = train_loop(
@@ -446,121 +302,6 @@ class DomainAdapter(ClassifierMixin, TransformerMixin, BaseEstimator):
         self.statistics_ = {"source": adabn.get_statistics(self.batchnorm_layers())}
         if settings["method"] == "adabn":
             self.adapt_batchnorm(target)
-
-    # -------------------------------------------------------------- training
-    def _optimizers(self, network, total_steps: int, settings: dict):
-        """(optimizer, variables) pairs: the new layers at lr0, a pretrained encoder at a scaled lr0."""
-        head_variables = network.bottleneck.trainable_variables + network.classifier.trainable_variables
-        if network.discriminator is not None:
-            head_variables += network.discriminator.trainable_variables
-        groups = []
-        encoder_variables = network.encoder.trainable_variables
-        rate = settings["learning_rate"]
-        if encoder_variables:
-            groups.append((self._sgd(rate * settings["encoder_learning_rate_scale"], total_steps, settings),
-                           encoder_variables))
-        groups.append((self._sgd(rate, total_steps, settings), head_variables))
-        for optimizer, variables in groups:
-            optimizer.build(variables)
-        return groups
-
-    @staticmethod
-    def _sgd(rate: float, total_steps: int, settings: dict):
-        schedule = AnnealedLearningRate(rate, total_steps, settings["learning_rate_schedule"])
-        return keras.optimizers.SGD(learning_rate=schedule, momentum=settings["momentum"],
-                                    weight_decay=settings["weight_decay"] or None)
-
-    @staticmethod
-    def _make_step(network, groups, settings: dict, replicas: int = 1, labelled: bool = False):
-        """The training step for ``common.loop.train_loop``: step(batch, progress) -> logged scalars.
-
-        Each of the ``replicas`` computes its share of the global batch's loss
-        (the summed gradients are one device's); the logged values are this
-        replica's, which the loop averages. With ``labelled`` each batch carries a third part, labelled
-        target samples, which join the source in l_c (not in the adaptation loss)."""
-        method = settings["method"]
-        global_batch = settings["batch_size"]
-        trade_off, lambda_schedule = settings["trade_off"], settings["lambda_schedule"]
-        variables = [variable for _, group in groups for variable in group]
-        discrepancy = None
-        if method == "dan":
-            discrepancy = MultipleKernelMMD(settings["n_kernels"], settings["kernel_factor"], settings["mmd_estimator"])
-        elif method == "coral":
-            discrepancy = CorrelationAlignment()
-        adversarial = DomainAdversarialLoss(network.discriminator) if method == "dann" else None
-        conditional = None
-        if method in ("cdan", "cdan+e"):
-            conditional = ConditionalAdversarialLoss(
-                network.discriminator, int(network.bottleneck.output_shape[-1]), network.num_classes,
-                entropy_conditioning=method == "cdan+e", seed=settings["seed"])
-
-        def step(batch, progress):
-            if labelled:  # the source and the known target samples: one labelled batch of 2B
-                (source_x, source_y), target_x, (known_x, known_y) = batch
-                inputs = tf.concat([source_x, tf.cast(known_x, source_x.dtype)], axis=0)
-                labels = tf.concat([tf.cast(source_y, tf.int32), tf.cast(known_y, tf.int32)], axis=0)
-            else:
-                (source_x, source_y), target_x = batch
-                inputs, labels = source_x, source_y
-            weight = trade_off * adaptation_weight(progress, lambda_schedule)
-            values = {}
-            with tf.GradientTape() as tape:
-                count, labelled_count = tf.shape(source_x)[0], tf.shape(inputs)[0]
-                if method in ("source-only", "adabn"):
-                    labelled_features = network.features(inputs, training=True)
-                    source_features, target_features = labelled_features[:count], None
-                else:
-                    both = network.features(tf.concat([inputs, target_x], axis=0), training=True)
-                    labelled_features = both[:labelled_count]
-                    source_features, target_features = both[:count], both[labelled_count:]
-                if conditional is not None:  # D is conditioned on the target's predictions too
-                    both_logits = network.classifier(both, training=True)
-                    logits = both_logits[:labelled_count]
-                else:
-                    logits = network.classifier(labelled_features, training=True)
-                per_example = tf.nn.sparse_softmax_cross_entropy_with_logits(
-                    labels=tf.cast(labels, tf.int32), logits=logits)
-                classification = tf.nn.compute_average_loss(
-                    per_example, global_batch_size=global_batch * (2 if labelled else 1))
-                if labelled:
-                    values["l_c_target"] = tf.reduce_mean(per_example[count:])
-                total = classification
-                if discrepancy is not None:
-                    distance = tf.cast(discrepancy(source_features, target_features), total.dtype) / replicas
-                    total = total + weight * distance
-                    values["l_A"] = distance * replicas
-                if adversarial is not None:
-                    domain_loss, domain_accuracy = adversarial(
-                        source_features, target_features, weight, training=True, global_batch_size=2 * global_batch,
-                    )
-                    total = total + domain_loss
-                    values["l_d"] = domain_loss * replicas
-                    values["discriminator_accuracy"] = domain_accuracy
-                if conditional is not None:
-                    domain_loss, domain_accuracy = conditional(
-                        source_features, target_features, logits[:count], both_logits[labelled_count:], weight,
-                        training=True,
-                        global_batch_size=2 * global_batch,
-                    )
-                    total = total + domain_loss
-                    values["l_d"] = domain_loss * replicas
-                    values["discriminator_accuracy"] = domain_accuracy
-            gradients = tape.gradient(total, variables)
-            start = 0
-            for optimizer, group in groups:
-                optimizer.apply_gradients(zip(gradients[start : start + len(group)], group, strict=True))
-                start += len(group)
-            correct = tf.equal(tf.argmax(logits, axis=-1, output_type=tf.int32), tf.cast(labels, tf.int32))
-            values = {"l_c": classification * replicas, **values}
-            if discrepancy is not None or adversarial is not None or conditional is not None:
-                values["lambda"] = weight
-            return {
-                **values,
-                "learning_rate": tf.convert_to_tensor(groups[-1][0].learning_rate),
-                "accuracy": tf.reduce_mean(tf.cast(correct, tf.float32)),
-            }
-
-        return step
 
     # ----------------------------------------------------------------- AdaBN
     def batchnorm_layers(self) -> list:
@@ -575,7 +316,7 @@ class DomainAdapter(ClassifierMixin, TransformerMixin, BaseEstimator):
         ``predict(..., domain=...)`` uses the one of the domain asked for."""
         layers = self.batchnorm_layers()
         source_statistics = adabn.get_statistics(layers)
-        examples, _ = self._examples(target, False, len(self.network_.encoder.input_shape) - 1)
+        examples, _ = streams.examples(target, False, len(self.network_.encoder.input_shape) - 1)
         batches = examples.batch(batch_size)
         network = self.network_
 
@@ -596,22 +337,10 @@ class DomainAdapter(ClassifierMixin, TransformerMixin, BaseEstimator):
             adabn.set_statistics(self.batchnorm_layers(), chosen)
 
     # ------------------------------------------------------------ prediction
-    @staticmethod
-    def _make_forward(network):
-        """Made in ``fit`` (and after unpickling), so that predicting adds nothing to the adapter."""
-        signature = tf.TensorSpec([None, *network.encoder.input_shape[1:]], tf.float32)
-
-        @tf.function(input_signature=[signature])
-        def forward(inputs):
-            features = network.features(inputs, training=False)
-            return features, tf.nn.softmax(network.classifier(features, training=False))
-
-        return forward
-
     def _outputs(self, X, domain: str, batch_size: int):
         check_is_fitted(self, "network_")
         if isinstance(X, tf.data.Dataset):
-            examples, _ = self._examples(X, False, len(self.network_.encoder.input_shape) - 1)
+            examples, _ = streams.examples(X, False, len(self.network_.encoder.input_shape) - 1)
             batches = examples.batch(batch_size)
         else:
             X = validate_data(self, X, dtype=np.float32, allow_nd=True, reset=False)
@@ -659,4 +388,4 @@ class DomainAdapter(ClassifierMixin, TransformerMixin, BaseEstimator):
         super().__setstate__(state)
         if "network_" in state:
             self.optimizer_ = None
-            self._forward = self._make_forward(self.network_)
+            self._forward = steps.make_forward(self.network_)
