@@ -30,7 +30,7 @@ from common.errors import UserError, main_guard
 from common.reports import pyplot, save_figure, write_history, write_metrics
 from common.training import make_run_dir, save_config, set_seed
 from digits import data
-from digits.model import LAYERS, build_cnn, compile_for_training, copy_first, trainable_count
+from digits.model import LAYERS, accuracy, build_cnn, compile_for_training, copy_first, trainable_count
 
 VARIANTS = ("scratch", "frozen", "finetuned")
 
@@ -77,10 +77,6 @@ def train(model, x, y, args, epochs, validation=None):
     history = model.fit(x, y, batch_size=min(args.batch_size, len(x)), epochs=epochs, shuffle=True,
                         validation_data=validation, verbose=0)
     return history.history
-
-
-def accuracy(model, x, y) -> float:
-    return float(np.mean(model.predict(x, batch_size=256, verbose=0).argmax(axis=1) == y))
 
 
 @main_guard

@@ -35,7 +35,7 @@ from common.errors import main_guard
 from common.reports import pyplot, save_figure, write_metrics
 from common.training import make_run_dir, save_config, set_seed
 from digits import data
-from digits.model import LAYERS, build_cnn, compile_for_training, copy_first
+from digits.model import LAYERS, accuracy, build_cnn, compile_for_training, copy_first
 
 CURVES = ("BnB", "BnB+", "AnB", "AnB+")
 
@@ -115,7 +115,7 @@ def main(argv=None) -> dict:
         return model
 
     def score(model):
-        return float(np.mean(model.predict(B.x_test, batch_size=256, verbose=0).argmax(axis=1) == B.y_test))
+        return accuracy(model, B.x_test, B.y_test)
 
     scores = {name: [[None] * len(seeds) for _ in depths] for name in CURVES}
     base_b = []
