@@ -13,7 +13,7 @@ from flowers import flower17
 TINY = ["--backbone", "mobilenet_v2", "--weights", "none", "--image-size", "32"]
 
 
-def test_two_classes_end_to_end(tmp_path, capsys):
+def test_two_classes_end_to_end(tmp_path, capsys, monkeypatch):
     raw = make_flower17(tmp_path / "flower17", classes=3)
     (raw / "jpg" / "image_0005.jpg").write_bytes(b"")  # an unreadable photo of class 0
     before = snapshot(raw)
@@ -58,12 +58,16 @@ def test_two_classes_end_to_end(tmp_path, capsys):
     output = capsys.readouterr().out
     assert "probabilities [" in output and "argmax: class" in output
 
-    # Rerunning on the same split reuses it; --predict takes any image.
+    # Rerunning on the same split reuses it; --predict takes any image; --optimizer adam is Adam at the given rate.
+    made = []
+    adam = flower17.keras.optimizers.Adam
+    monkeypatch.setattr(flower17.keras.optimizers, "Adam", lambda **kw: made.append(kw) or adam(**kw))
     run2 = flower17.main(
         ["--data-dir", str(raw), "--split-dir", str(split), "--output-dir", str(tmp_path / "run2"),
          "--epochs", "1", "--unfreeze-from", "none", "--predict", str(raw / "jpg" / "image_0100.jpg"),
-         "--weight-decay", "0.001", *TINY]
+         "--weight-decay", "0.001", "--optimizer", "adam", "--learning-rate", "3e-4", *TINY]
     )
+    assert made == [{"learning_rate": 3e-4}]
     metrics2 = json.loads((run2 / "metrics.json").read_text())
     assert metrics2["single_image"]["image"].endswith("image_0100.jpg")
     assert metrics2["frozen_layers"] == metrics2["base_layers"]
