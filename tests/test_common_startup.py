@@ -51,8 +51,32 @@ def test_a_training_run_prints_no_tensorflow_start_up_line(cats_dogs_dir, tmp_pa
     assert "oneDNN" not in result.stderr and "cuInit" not in result.stderr
 
 
-@pytest.mark.parametrize("module", ["cats_dogs.bottleneck", "flowers.train", "adaptation.train", "segmentation.train",
-                                    "mmd.distance"])
+#: commands that never load TensorFlow (nothing to hide); every other command imports common.startup first
+NO_TENSORFLOW = {"mmd/scoring.py"}
+
+
+def test_every_command_imports_common_startup_before_anything_else():
+    """The hook only works if it is in place before TensorFlow's first import; the subprocess test below runs
+    three commands (each costs a TensorFlow start), this one reads the import order of all of them."""
+    import ast
+
+    commands = [path for path in sorted(ROOT.glob("*/*.py")) + sorted(ROOT.glob("*/*/__main__.py"))
+                if path.parts[len(ROOT.parts)] not in {"tests", "labs"}
+                and ('__name__ == "__main__"' in path.read_text() or path.name == "__main__.py")]
+    assert len(commands) >= 20
+    late = []
+    for path in commands:
+        if str(path.relative_to(ROOT)) in NO_TENSORFLOW:
+            continue
+        first = next(statement for statement in ast.parse(path.read_text()).body
+                     if isinstance(statement, (ast.Import, ast.ImportFrom))
+                     and not (isinstance(statement, ast.ImportFrom) and statement.module == "__future__"))
+        if not (isinstance(first, ast.Import) and first.names[0].name == "common.startup"):
+            late.append(str(path.relative_to(ROOT)))
+    assert not late, late
+
+
+@pytest.mark.parametrize("module", ["cats_dogs.bottleneck", "adaptation.train", "mmd.distance"])
 def test_verbose_shows_them(module):
     quiet, verbose = command(module, "--help"), command(module, "--help", "--verbose")
     assert quiet.returncode == verbose.returncode == 0

@@ -64,20 +64,20 @@ def test_copy_first_copies_n_layers_and_a_frozen_copy_stays_put(digits):
 
 def test_transfer_command_writes_the_asked_metrics(tmp_path, capsys):
     out = tmp_path / "run"
-    metrics = transfer.main(["--limit", "40", "--shots", "2,3", "--seeds", "2", "--source-epochs", "3",
+    metrics = transfer.main(["--limit", "40", "--shots", "2", "--seeds", "2", "--source-epochs", "3",
                              "--target-epochs", "2", "--output-dir", str(out)])
     printed = capsys.readouterr().out
     saved = json.loads((out / "metrics.json").read_text())
     assert saved["source_test_accuracy"] == pytest.approx(metrics["source_test_accuracy"])
     assert f"source test accuracy {saved['source_test_accuracy']:.4f}" in printed
-    assert set(saved["per_k"]) == {"2", "3"}
+    assert set(saved["per_k"]) == {"2"}
     for entry in saved["per_k"].values():
         assert 0 <= entry["target_scratch_accuracy"] <= 1
         assert set(entry["target_transfer_accuracy"]) == {"frozen", "finetuned"}
         assert len(entry["per_seed"]["frozen"]) == 2
     with open(out / "trainings.csv") as f:
         rows = list(csv.DictReader(f))
-    assert len(rows) == 2 * 2 * 3
+    assert len(rows) == 1 * 2 * 3          # K values x seeds x (scratch, frozen, fine-tuned)
     head = 64 * 5 + 5                     # the frozen copy trains the new head alone (003's layers[:-1])
     assert {int(r["trainable_weights"]) for r in rows if r["variant"] == "frozen"} == {head}
     full = trainable_count(build_cnn((8, 8, 1), 5))
