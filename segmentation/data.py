@@ -18,8 +18,7 @@ would measure memory, not segmentation: ``split_patients`` holds out whole
 patients, from the training folder only.
 
 The endless, shuffled, augmented batches the training steps read are
-``segmentation.pipeline``'s (``make_augmenter``, ``training_dataset``, also
-importable from here, where ``segmentation.train`` imports them).
+``segmentation.pipeline``'s (``make_augmenter``, ``training_dataset``).
 """
 from __future__ import annotations
 
@@ -32,10 +31,6 @@ import numpy as np
 
 from common.data import parent_hint
 from common.errors import UserError
-
-# re-exported (redundant aliases): segmentation.train and the tests import them from here
-from segmentation.pipeline import make_augmenter as make_augmenter
-from segmentation.pipeline import training_dataset as training_dataset
 
 #: Files read as images (by PIL); anything else in an images/ or masks/ folder is warned about.
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff"}

@@ -57,12 +57,13 @@ from common.errors import UserError, main_guard
 from common.run import Run
 from common.training import SCHEDULES
 from segmentation import losses
-from segmentation.data import load_pairs, make_augmenter, split_patients, training_dataset
+from segmentation.data import load_pairs, split_patients
 from segmentation.evaluate import MODEL_FILE, SEGMENTER_FILE, print_metrics, score_pairs, write_evaluation
 from segmentation.finetuning import parse_unfreeze, phases
 from segmentation.gan import build_networks, gan_step, make_optimizer, segmentation_step
 from segmentation.metrics import choose_binarisation, mean_dice
 from segmentation.networks import BACKBONES, encoder_blocks, set_trainable_depth
+from segmentation.pipeline import make_augmenter, training_dataset
 from segmentation.report import METHOD_NAMES, plot_curves, write_rows
 from segmentation.roi import CropBox, segment_frames
 

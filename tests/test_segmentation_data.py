@@ -135,8 +135,8 @@ def test_roi_never_reads_the_evaluated_mask():
 
 def test_augmentation_moves_image_and_mask_together():
     from common.augment import Augmenter
-    from segmentation.data import training_dataset
     from segmentation.metrics import overlap_scores
+    from segmentation.pipeline import training_dataset
 
     rng = np.random.default_rng(2)
     drawn = [draw_pair(rng, 64, "disc" if i % 2 else "ring") for i in range(8)]
