@@ -43,8 +43,8 @@ trained in place), so a fitted adapter owns everything it learned, in
 attributes ending in ``_``.
 
 Each method's step is ``adaptation.steps``', the batches ``adaptation.streams``',
-the method table (``METHODS``, ``ADVERSARIAL``, ``DEFAULT_LAMBDA_SCHEDULE``,
-importable from here too) and the parameter checks ``adaptation.settings``'.
+the method table (``METHODS``, ``ADVERSARIAL``, ``DEFAULT_LAMBDA_SCHEDULE``)
+and the parameter checks ``adaptation.settings``'.
 
 Under a ``tf.distribute`` strategy (``strategy=``) the networks and
 optimizers are created in its scope and each step runs per replica; the
@@ -67,11 +67,9 @@ from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 from adaptation import adabn, steps, streams
 from adaptation.cdan import map_dim
 from adaptation.model import BOTTLENECK_UNITS, DISCRIMINATOR_UNITS, build_network, vector_encoder
-from adaptation.settings import ADVERSARIAL, DEFAULT_LAMBDA_SCHEDULE, METHODS, check_int, checked_settings
+from adaptation.settings import ADVERSARIAL, check_int, checked_settings
 from common.loop import train_loop
 from mmd.validation import InputError
-
-__all__ = ["ADVERSARIAL", "DEFAULT_LAMBDA_SCHEDULE", "METHODS", "DomainAdapter"]
 
 
 class DomainAdapter(ClassifierMixin, TransformerMixin, BaseEstimator):

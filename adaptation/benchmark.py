@@ -58,13 +58,13 @@ from pathlib import Path
 
 import numpy as np
 
-from adaptation.adapter import DEFAULT_LAMBDA_SCHEDULE
 from adaptation.arguments import add_target_labels_argument, check_target_labels, check_trade_off, check_views
 from adaptation.candidates import trade_off_candidates, train_once
 from adaptation.data import load_pair
 from adaptation.features import VIEWS
 from adaptation.inputs import VALIDATION_FRACTION, hold_out_labelled_target, predict_views, prepare_frozen
 from adaptation.selection import TRADE_OFF_GRID, print_selection_table, select_by_entropy
+from adaptation.settings import DEFAULT_LAMBDA_SCHEDULE
 from common import cli
 from common.data import split_per_class
 from common.errors import UserError, main_guard

@@ -27,9 +27,10 @@ import time
 
 import numpy as np
 
-from adaptation.adapter import ADVERSARIAL, DomainAdapter
+from adaptation.adapter import DomainAdapter
 from adaptation.features import FrozenFeatures
 from adaptation.model import image_encoder, vector_encoder
+from adaptation.settings import ADVERSARIAL
 from common.data import decode_image, split_per_class
 from common.errors import UserError
 

@@ -52,7 +52,6 @@ import common.startup  # noqa: F401  (first, before TensorFlow: its start-up mes
 # isort: split
 import time
 
-from adaptation.adapter import DEFAULT_LAMBDA_SCHEDULE, METHODS
 from adaptation.arguments import (
     add_domain_arguments,
     add_target_labels_argument,
@@ -68,6 +67,7 @@ from adaptation.model import BOTTLENECK_UNITS
 from adaptation.report import measure, print_summary, score, write_run
 from adaptation.schedules import LAMBDA_SCHEDULES, LEARNING_RATE_SCHEDULES
 from adaptation.selection import TRADE_OFF_GRID, select_by_entropy
+from adaptation.settings import DEFAULT_LAMBDA_SCHEDULE, METHODS
 from common import cli
 from common.data import split_per_class
 from common.errors import main_guard
