@@ -70,6 +70,7 @@ import numpy as np
 import scipy.linalg
 import tensorflow as tf
 
+from . import lapack_steps
 from .validation import InputError
 
 #: eq. 20 solvers of the estimators' `solver` parameter
@@ -558,8 +559,9 @@ class Eq20Solver:
             raise _rank_error(self.k, self.rank, self.n_features)
         ev, V = ev[:self.rank], V[:, :self.rank]
         Wt = np.sqrt(ev)[:, None] * V.T if self.Pc is None else V.T @ self.Pc
-        self._range = (tf.constant(ev), tf.constant(V))
-        self._Wt = tf.constant(Wt)
+        # the CPU path's steps are NumPy / LAPACK (mmd.lapack_steps), a GPU's TF graphs
+        self._range = ev if lapack_preferred() else tf.constant(ev)
+        self._Wt = Wt if lapack_preferred() else tf.constant(Wt)
         # the iterative method needs room for the 2m-dimensional search
         # space; on small problems (or a low rank) a dense eigh is as cheap
         self._small = 2 * (self.k + self.guard) >= self.rank
@@ -585,10 +587,12 @@ class Eq20Solver:
         if self.method == "exact" or self.n_solves == 1 or self._small:
             self.steps.append(0)
             return self._exact(U, w)
+        if lapack_preferred():
+            return self._solve_lapack(U, w)
         lam = self.lambda_
         U = tf.convert_to_tensor(U, tf.float64)
         w = tf.constant(np.asarray(w, dtype=np.float64))
-        ev, V = self._range
+        ev = self._range
         if int(U.shape[1]) == 0:             # M = 0: S = lambda I (BDA mu = 1, no labels yet)
             U, w = tf.zeros([int(U.shape[0]), 1], tf.float64), tf.zeros([1], tf.float64)
         F, K, Z, s = _range_operator(self._Wt, U, w, _scalar(lam))
@@ -607,6 +611,40 @@ class Eq20Solver:
         self._previous = result.X
         A = _range_vectors(self._Wt, Z, s, result.X[:, :self.k], _scalar(lam))
         return _finish(A, result.theta[:self.k].numpy())
+
+    def _solve_lapack(self, U, w):
+        """`_solve` on the CPU path: the same operator, steps and vectors in
+        NumPy / LAPACK (`mmd.lapack_steps`)."""
+        lam = self.lambda_
+        U = np.asarray(U, dtype=np.float64)
+        w = np.asarray(w, dtype=np.float64)
+        Z, s = _low_rank_s(U, w, lam)          # S = lambda I + Z diag(s - lambda) Z^T
+        kappa = 1.0 / s - 1.0 / lam            # S^-1 = I / lambda + Z diag(kappa) Z^T
+        F = self._Wt @ Z
+        warm = self._previous
+        try:
+            theta, X, steps, _, converged = lapack_steps.top_eigenpairs(
+                self._range / lam, F, kappa, self.k, X0=warm, guard=self.guard, tol=self.tol,
+                max_steps=self.max_steps)
+        except np.linalg.LinAlgError:        # a singular shifted system
+            steps, converged = 0, False
+        self.steps.append(steps)
+        if not converged:
+            self.fallbacks += 1
+            self._previous = None
+            return self._exact(U, w)
+        self.warm_starts += warm is not None
+        self._previous = X
+        Q = self._Wt.T @ X[:, :self.k]         # a = S^-1 W y
+        A = Q / lam + Z @ (kappa[:, None] * (Z.T @ Q))
+        return _finish(tf.constant(_unit_columns_np(A)), theta[:self.k])
+
+
+def _unit_columns_np(V):
+    """`_unit_columns` in NumPy."""
+    V = V / np.linalg.norm(V, axis=0, keepdims=True)
+    signs = np.sign(V[np.argmax(np.abs(V), axis=0), np.arange(V.shape[1])])
+    return V * np.where(signs == 0, 1.0, signs)[None, :]
 
 
 def _s_factors(U, w, lam):

@@ -4,7 +4,7 @@ import pytest
 import scipy.linalg
 import tensorflow as tf
 
-from mmd import eigensolvers
+from mmd import eigensolvers, lapack_steps
 from mmd.eigensolvers import Eq20Solver, solve_exact, symmetric_eigh, top_eigenpairs
 from mmd.validation import InputError
 
@@ -34,7 +34,18 @@ def sin_largest_angle(V1, V2):
     return float(np.linalg.norm(Q2 - Q1 @ (Q1.T @ Q2), 2))
 
 
-def test_top_eigenpairs_of_diagonal_plus_low_rank_match_a_dense_eigh():
+def _top_tf(delta, F, K, k, **kw):
+    res = top_eigenpairs(delta, F, K, k, **kw)
+    return res.theta.numpy(), res.X.numpy(), res.steps, res.residual, res.converged
+
+
+#: the iterative solver's inner loop: TensorFlow graphs (a GPU's path) and
+#: NumPy / LAPACK (the CPU's), the same contract
+TOP = {"tensorflow": _top_tf, "lapack": lapack_steps.top_eigenpairs}
+
+
+@pytest.mark.parametrize("path", sorted(TOP))
+def test_top_eigenpairs_of_diagonal_plus_low_rank_match_a_dense_eigh(path):
     rng = np.random.default_rng(1)
     N, f, k = 200, 6, 15
     delta = np.sort(rng.gamma(2.0, 1.0, N))[::-1]
@@ -44,27 +55,59 @@ def test_top_eigenpairs_of_diagonal_plus_low_rank_match_a_dense_eigh():
     A = np.diag(delta) + F @ K @ F.T
     theta, X = np.linalg.eigh(A)
     theta, X = theta[::-1][:k], X[:, ::-1][:, :k]
-    res = top_eigenpairs(delta, F, K, k, tol=1e-12)
-    assert res.converged and res.residual < 1e-12 and res.steps >= 1
-    np.testing.assert_allclose(res.theta.numpy()[:k], theta, rtol=1e-11, atol=1e-11)
-    assert sin_largest_angle(res.X.numpy()[:, :k], X) < 1e-9
+    got, V, steps, residual, converged = TOP[path](delta, F, K, k, tol=1e-12)
+    assert converged and residual < 1e-12 and steps >= 1
+    np.testing.assert_allclose(got[:k], theta, rtol=1e-11, atol=1e-11)
+    assert sin_largest_angle(V[:, :k], X) < 1e-9
     # started from its own answer it has nothing left to do
-    again = top_eigenpairs(delta, F, K, k, X0=res.X, tol=1e-12)
-    assert again.steps == 0 and again.converged
+    again = TOP[path](delta, F, K, k, X0=V, tol=1e-12)
+    assert again[2] == 0 and again[4]
 
 
-def test_top_eigenpairs_with_repeated_eigenvalues_stay_orthonormal_and_complete():
+@pytest.mark.parametrize("path", sorted(TOP))
+def test_top_eigenpairs_with_repeated_eigenvalues_stay_orthonormal_and_complete(path):
     rng = np.random.default_rng(6)
     N, k = 120, 20
     delta = np.repeat(np.sort(rng.gamma(2.0, 1.0, N // 3))[::-1], 3)   # each value three times
     F = 1e-3 * rng.standard_normal((N, 2))
     K = np.eye(2)
     theta = np.linalg.eigvalsh(np.diag(delta) + F @ F.T)[::-1][:k]
-    res = top_eigenpairs(delta, F, K, k)
-    X = res.X.numpy()
-    assert res.converged and res.steps >= 1
-    np.testing.assert_allclose(res.theta.numpy()[:k], theta, rtol=1e-12, atol=1e-12)
+    got, X, steps, _, converged = TOP[path](delta, F, K, k)
+    assert converged and steps >= 1
+    np.testing.assert_allclose(got[:k], theta, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(X.T @ X, np.eye(X.shape[1]), atol=1e-12)
+
+
+def test_the_inertia_count_matches_the_dense_spectrum():
+    """Sylvester's count of the eigenvalues above sigma (mmd.lapack_steps)
+    against a dense eigvalsh: kappa of both signs and zeros, sigma between
+    eigenvalues, below all and above all."""
+    rng = np.random.default_rng(7)
+    N, f = 150, 5
+    delta = np.sort(rng.gamma(2.0, 1.0, N))[::-1]
+    F = rng.standard_normal((N, f))
+    for kappa in (-rng.uniform(0.1, 1.0, f), rng.standard_normal(f), np.array([-1, 0, 0.5, 0, -2.0])):
+        ev = np.linalg.eigvalsh(np.diag(delta) + (F * kappa) @ F.T)[::-1]
+        for sigma in [(ev[i] + ev[i + 1]) / 2 for i in (0, 4, 40, 120)] + [ev[-1] - 1, ev[0] + 1]:
+            assert lapack_steps.count_above(delta, F, kappa, sigma) == np.count_nonzero(ev > sigma)
+
+
+def test_a_warm_start_that_misses_an_eigenvector_is_not_accepted():
+    """The NumPy steps search the inverted vectors only, so a start block
+    without the top eigenvector would converge to the next ones; the inertia
+    count sees the missing eigenvalue and refuses (the caller then solves
+    exactly)."""
+    rng = np.random.default_rng(8)
+    N, f, k = 200, 4, 12
+    delta = np.sort(rng.gamma(2.0, 1.0, N))[::-1]
+    F = rng.standard_normal((N, f))
+    kappa = -rng.uniform(0.1, 1.0, f)
+    ev, V = np.linalg.eigh(np.diag(delta) + (F * kappa) @ F.T)
+    V = V[:, ::-1]
+    blind = V[:, 1:k + 11] + 1e-3 * (np.eye(N)[:, :k + 10] - V[:, :1] @ V[:1, :k + 10])  # no v_1 in it
+    _, _, _, residual, converged = lapack_steps.top_eigenpairs(delta, F, kappa, k, X0=blind)
+    assert residual < 1e-12 and not converged
+    assert lapack_steps.top_eigenpairs(delta, F, kappa, k)[4]     # a cold start finds it
 
 
 @pytest.mark.parametrize("gram", [False, True])

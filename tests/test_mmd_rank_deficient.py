@@ -14,7 +14,7 @@ import pytest
 import scipy.linalg
 import tensorflow as tf
 
-from mmd import eigensolvers
+from mmd import eigensolvers, lapack_steps
 from mmd.benchmark import dense_reference
 from mmd.eigensolvers import Eq20Solver
 from mmd.solvers import BDA, JDA, TCA, kernel_rows
@@ -219,19 +219,28 @@ def test_the_benchmarks_scipy_eig_reference_names_the_rank():
         dense_reference(Xs, ys, Xt, "jda", rank + 1, 1.0, 2, 0.5)
 
 
-def test_a_failed_shifted_solve_hands_the_problem_to_the_exact_solver(monkeypatch):
+@pytest.mark.parametrize("path", ["lapack", "tensorflow"])
+def test_a_failed_shifted_solve_hands_the_problem_to_the_exact_solver(path, monkeypatch):
     """The last line of defence: a singular shifted system inside the
-    iterative solver is a fallback, never a TensorFlow error."""
+    iterative solver is a fallback, never a TensorFlow or LinAlgError, on
+    the CPU's NumPy steps and on the TensorFlow graphs alike."""
     rng = np.random.default_rng(0)
     X = rng.standard_normal((200, 60))
     Pc = X - X.mean(0)
     B = tf.constant(Pc.T @ Pc)
     U, w = tf.constant(rng.standard_normal((60, 3))), np.full(3, 1 / 3)
 
-    def singular(*args):
-        raise tf.errors.InvalidArgumentError(None, None, "Input matrix is not invertible.")
+    if path == "tensorflow":
+        def singular(*args):
+            raise tf.errors.InvalidArgumentError(None, None, "Input matrix is not invertible.")
 
-    monkeypatch.setattr(eigensolvers, "_first_cold", singular)
+        monkeypatch.setattr(eigensolvers, "lapack_preferred", lambda: False)
+        monkeypatch.setattr(eigensolvers, "_first_cold", singular)
+    else:
+        def singular(*args):
+            raise np.linalg.LinAlgError("Singular matrix")
+
+        monkeypatch.setattr(lapack_steps, "shift_invert", singular)
     solver = Eq20Solver(1.0, 5, B=B)
     phi, V = solver.solve(U, w)
     phi_e, V_e = eigensolvers.solve_exact(U, w, 1.0, 5, B=B)

@@ -201,15 +201,20 @@ def test_iterative_and_exact_solvers_give_the_same_model():
     assert exact.n_solver_steps_ == [0] * exact.n_eigensolves_ and exact.n_warm_starts_ == 0
 
 
-def test_a_fit_retraces_no_graph_once_warmed_up():
+@pytest.mark.parametrize("path", ["lapack", "tensorflow"])
+def test_a_fit_retraces_no_graph_once_warmed_up(path, monkeypatch):
     """JDA's iterations call compiled graphs with size-free signatures:
     after `warm_up` a fit of any new size traces nothing (no per-iteration
-    retracing, no per-fit compilation)."""
+    retracing, no per-fit compilation).  On the CPU path the solver's steps
+    are NumPy (mmd.lapack_steps) and only the projection and the 1-NN are
+    graphs; the TensorFlow path (a GPU's) has the solver's too."""
     from mmd import eigensolvers
+    graphs = [solvers._project, solvers._nearest, solvers._reference_parts]
+    if path == "tensorflow":
+        monkeypatch.setattr(eigensolvers, "lapack_preferred", lambda: False)
+        graphs += [eigensolvers._first_cold, eigensolvers._first_warm, eigensolvers._later_step,
+                   eigensolvers._range_operator, eigensolvers._range_vectors]
     solvers.warm_up()
-    graphs = [eigensolvers._first_cold, eigensolvers._first_warm, eigensolvers._later_step,
-              eigensolvers._range_operator, eigensolvers._range_vectors, solvers._project,
-              solvers._nearest, solvers._reference_parts]
     before = [g.experimental_get_tracing_count() for g in graphs]
     assert min(before) >= 1
     for d in (40, 130):               # the B side, then the Gram side (n = 110 < 130)
