@@ -61,27 +61,37 @@ def orthonormal(Y):
 
 def shift_invert(delta, F, kappa, FF, X, shifts, floor):
     """y_j = (A - shifts_j I)^-1 x_j for every column, by Woodbury with one
-    f x f system per column (see `mmd.eigensolvers._shift_invert`, whose
-    pivot guard this repeats: a shift at an eigenvalue makes the f x f
-    system singular, and inverse iteration wants the limit).  Unit columns."""
+    f x f system per column (see `mmd.eigensolvers._shift_invert`): LU, and
+    where a shift at an eigenvalue makes a system exactly singular (the
+    secular equation), the pivot-guarded QR of the graphs, since inverse
+    iteration wants the limit.  Unit columns."""
     D = delta[:, None] - shifts[None, :]
-    D = np.where(np.abs(D) < floor, np.where(D < 0, -floor, floor), D)
-    Di = 1.0 / D
+    Di = 1.0 / np.copysign(np.maximum(np.abs(D), floor), D)
     f, m = F.shape[1], X.shape[1]
     Y = Di * X
     lhs = np.eye(f, dtype=F.dtype)[None] + kappa[None, :, None] * \
         (Di.T @ FF).reshape(m, f, f)
-    rhs = kappa[:, None] * (F.T @ Y)                                  # (f, m)
-    Q, R = np.linalg.qr(lhs)
-    diag = np.arange(f)
-    pivots = R[:, diag, diag]
-    least = np.finfo(F.dtype).eps * np.maximum(np.abs(R).max(axis=(1, 2)), 1.0)[:, None]
-    R[:, diag, diag] = np.where(np.abs(pivots) < least, np.where(pivots < 0, -least, least),
-                                pivots)
-    z = np.linalg.solve(R, np.einsum("mji,jm->mi", Q, rhs)[:, :, None])[:, :, 0]
+    rhs = (kappa[:, None] * (F.T @ Y)).T[:, :, None]                 # (m, f, 1)
+    try:    # LU; a shift at an eigenvalue is singular only by exact cancellation
+        z = np.linalg.solve(lhs, rhs)[:, :, 0]
+    except np.linalg.LinAlgError:
+        z = _guarded_solve(lhs, rhs)
     Y = Y - Di * (F @ z.T)
     Y = Y / np.maximum(np.abs(Y).max(axis=0, keepdims=True), np.finfo(Y.dtype).tiny)
     return Y / np.linalg.norm(Y, axis=0, keepdims=True)
+
+
+def _guarded_solve(lhs, rhs):
+    """The f x f systems by QR, each pivot of R kept at least eps max(1, max |R|)
+    in magnitude: a perturbation within rounding that leaves the answer
+    dominated by the eigenvector (`mmd.eigensolvers._shift_invert`)."""
+    Q, R = np.linalg.qr(lhs)
+    diag = np.arange(lhs.shape[1])
+    pivots = R[:, diag, diag]
+    least = np.finfo(lhs.dtype).eps * np.maximum(np.abs(R).max(axis=(1, 2)), 1.0)[:, None]
+    R[:, diag, diag] = np.where(np.abs(pivots) < least, np.where(pivots < 0, -least, least),
+                                pivots)
+    return np.linalg.solve(R, np.swapaxes(Q, 1, 2) @ rhs)[:, :, 0]
 
 
 def residual(X, AX, theta, k):

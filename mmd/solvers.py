@@ -913,16 +913,17 @@ class BDA(_MMDAdaptation):
         return float(self.mu)
 
 
-def warm_up(heap_bytes: int = 0):
+def warm_up(size=None):
     """Trace every compiled graph a fit uses (the iterative solver's, the
     projection's, the 1-NN's) and make the first LAPACK calls, on tiny
     problems of both sides (B and Gram): later fits of any size reuse them,
     so a command can keep the one-off cost out of its timings.
 
-    `heap_bytes` > 0 also takes the first touch of that much memory out of
-    the first fit (`_reserve_heap`)."""
-    if heap_bytes > 0:
-        _reserve_heap(heap_bytes)
+    `size` = (n_source, n_target, n_features), a command's largest task,
+    also fits a TCA and a two-iteration JDA of that size on random data:
+    a process's first fit of C->A's size paid 0.05-0.06 s of page faults
+    (first touches of its 13 MB buffers, about 7 us a page here) that every
+    later fit reuses from the heap.  glibc's allocator is left as it is."""
     _eig.warm_up()
     rng = np.random.default_rng(0)
     for d in (20, 80):              # n = 60 samples: the B side, then the Gram side
@@ -930,29 +931,11 @@ def warm_up(heap_bytes: int = 0):
         ys = np.arange(30) % 3
         TCA(n_components=5).fit(Xs, ys, Xt)
         JDA(n_components=5, n_iter=2).fit(Xs, ys, Xt)
+    if size is not None:
+        ns, nt, d = (int(v) for v in size)
+        Xs, Xt = rng.standard_normal((ns, d)), rng.standard_normal((nt, d)) + 0.5
+        ys = np.arange(ns) % 3
+        k = min(10, d, ns + nt - 1)
+        TCA(n_components=k).fit(Xs, ys, Xt)
+        JDA(n_components=k, n_iter=2).fit(Xs, ys, Xt)
 
-
-def _reserve_heap(nbytes: int) -> bool:
-    """Keep freed memory in the process and fault `nbytes` of it in now.
-
-    A process's first fit of C->A size (two 13 MB copies of the data, a
-    5 MB B) paid 0.05-0.06 s of page faults that later fits do not: glibc
-    maps each large buffer afresh and returns it on free, and first touching
-    a page costs about 7 us here.  With glibc's mmap and trim thresholds
-    raised (mallopt) the buffers come from the heap and stay there, so
-    touching `nbytes` once makes every later fit's buffers warm.  Elsewhere
-    than glibc this does nothing (returns False)."""
-    import ctypes
-    import ctypes.util
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return False
-    m_trim_threshold, m_mmap_threshold = -1, -3
-    if not (mallopt(m_mmap_threshold, 1 << 30) and mallopt(m_trim_threshold, 1 << 62)):
-        return False
-    chunk = 1 << 24
-    blocks = [np.ones(chunk // 8) for _ in range(max(1, nbytes // chunk))]
-    del blocks
-    return True
