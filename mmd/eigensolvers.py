@@ -489,6 +489,10 @@ class Eq20Solver:
     shifted solve that still fails is a fallback to the exact solver, as a
     non-converged iteration is.
 
+    `backend` runs the iterative steps in NumPy / LAPACK ("lapack", what a
+    CPU gets: `mmd.lapack_steps`) or as TensorFlow graphs ("tensorflow", what
+    a GPU gets); None chooses by device (`lapack_preferred`).
+
     `n_solves` is how many problems the caller will pass, when it knows
     (TCA: 1).  B's eigenbasis costs one full eigendecomposition, more than
     the exact solve's k wanted pairs of one problem (0.08 against 0.05 s on
@@ -507,7 +511,7 @@ class Eq20Solver:
     def __init__(self, lambda_: float, n_components: int, B=None, Pc=None,
                  method: str = "iterative", tol: float = 1e-12, guard: int = 10,
                  max_steps: int = 6, n_features: int | None = None, n_solves: int | None = None,
-                 gram=None):
+                 gram=None, backend: str | None = None):
         self.lambda_, self.k = float(lambda_), int(n_components)
         # the dense steps read NumPy arrays: converted once per fit
         self.B = None if B is None else np.asarray(B, dtype=np.float64)
@@ -524,6 +528,13 @@ class Eq20Solver:
         self._small = False
         self._previous = None  # Ritz vectors of the last solve, in the basis of B's range
         self.basis_seconds = 0.0   # spent on B's eigenbasis (`_build_range`)
+        self.backend = backend      # of the iterative steps: "lapack", "tensorflow", None: by device
+
+    def _lapack_steps(self):
+        """Whether the iterative steps run in NumPy / LAPACK (the CPU path)
+        or as TensorFlow graphs (a GPU's; `steps="tensorflow"` times them on
+        a CPU too)."""
+        return lapack_preferred() if self.backend is None else self.backend == "lapack"
 
     def _gram_matrix(self):
         if self._gram is None:
@@ -560,8 +571,8 @@ class Eq20Solver:
         ev, V = ev[:self.rank], V[:, :self.rank]
         Wt = np.sqrt(ev)[:, None] * V.T if self.Pc is None else V.T @ self.Pc
         # the CPU path's steps are NumPy / LAPACK (mmd.lapack_steps), a GPU's TF graphs
-        self._range = ev if lapack_preferred() else tf.constant(ev)
-        self._Wt = Wt if lapack_preferred() else tf.constant(Wt)
+        self._range = ev if self._lapack_steps() else tf.constant(ev)
+        self._Wt = Wt if self._lapack_steps() else tf.constant(Wt)
         # the iterative method needs room for the 2m-dimensional search
         # space; on small problems (or a low rank) a dense eigh is as cheap
         self._small = 2 * (self.k + self.guard) >= self.rank
@@ -587,7 +598,7 @@ class Eq20Solver:
         if self.method == "exact" or self.n_solves == 1 or self._small:
             self.steps.append(0)
             return self._exact(U, w)
-        if lapack_preferred():
+        if self._lapack_steps():
             return self._solve_lapack(U, w)
         lam = self.lambda_
         U = tf.convert_to_tensor(U, tf.float64)

@@ -15,9 +15,12 @@ pencil for the SURF features) and solves each problem with
                   pairs (dsyevr on a CPU, `mmd.eigensolvers.symmetric_eigh`);
 * iterative     - solver="iterative", warm-started from the previous
                   iteration like inside a fit (the first problem cold), from
-                  M's factors; B's eigendecomposition, computed once per fit,
-                  is timed on its own line (LAPACK's dsyevd on a CPU, and
-                  `tf.linalg.eigh` beside it).
+                  M's factors, with the steps of this device (NumPy / LAPACK
+                  on a CPU, `mmd.lapack_steps`); B's eigendecomposition,
+                  computed once per fit, is timed on its own line (LAPACK's
+                  dsyevd on a CPU, and `tf.linalg.eigh` beside it);
+* iterative-tf  - the same with the steps as TensorFlow graphs (a GPU's
+                  path), on whatever device this is.
 
 The SciPy / LAPACK calls run with the estimators' BLAS threads
 (`mmd.eigensolvers.blas_threads`).
@@ -142,8 +145,10 @@ def main(argv=None) -> int:
     tf_basis_seconds, _ = best_time(lambda: tf.linalg.eigh(B)[0].numpy(), args.repeats)
     rows = []
     warm = eig.Eq20Solver(1.0, k, B=Bn)
+    graphs = eig.Eq20Solver(1.0, k, B=Bn, backend="tensorflow")
     with eig.blas_threads():
         warm._build_range()            # once per fit, timed above
+        graphs._build_range()
     for i, (U, w) in enumerate(problems):
         T = reduced(U, w)
         Tn = T.numpy()
@@ -162,23 +167,33 @@ def main(argv=None) -> int:
         # B's eigenbasis is computed once per fit (by the first solve), timed apart
         seconds, (phi_i, V_i) = best_time(iterative, args.repeats)
         steps = warm.steps[-1]
+        previous_tf = graphs._previous
+
+        def iterative_tf(previous=previous_tf, U=U, w=w):
+            graphs._previous = previous
+            return graphs.solve(U, w)
+
+        seconds_tf, _ = best_time(iterative_tf, args.repeats)
         rows.append({"iteration": i + 1, "tf_eigh_full": full, "scipy_subset": subset,
-                     "exact": exact, "iterative": seconds, "iterative_steps": steps,
+                     "exact": exact, "iterative": seconds, "iterative_tf": seconds_tf,
+                     "iterative_steps": steps,
                      "warm": previous is not None,
                      "residual_exact": residual(U, w, tf.constant(phi_e), V_e),
                      "residual_iterative": residual(U, w, tf.constant(phi_i), V_i)})
     print()
     print(f"{'iter':>4} {'tf eigh full':>12} {'scipy subset':>12} {'exact':>9} "
-          f"{'iterative':>9} {'steps':>5} {'residual exact':>14} {'residual iter.':>14}")
+          f"{'iterative':>9} {'iterative-tf':>12} {'steps':>5} {'residual exact':>14} "
+          f"{'residual iter.':>14}")
     for r in rows:
         print(f"{r['iteration']:>4} {r['tf_eigh_full']:>12.4f} {r['scipy_subset']:>12.4f} "
-              f"{r['exact']:>9.4f} {r['iterative']:>9.4f} {r['iterative_steps']:>5} "
-              f"{r['residual_exact']:>14.1e} {r['residual_iterative']:>14.1e}")
+              f"{r['exact']:>9.4f} {r['iterative']:>9.4f} {r['iterative_tf']:>12.4f} "
+              f"{r['iterative_steps']:>5} {r['residual_exact']:>14.1e} "
+              f"{r['residual_iterative']:>14.1e}")
     median = {key: float(np.median([r[key] for r in rows[1:] or rows]))
-              for key in ("tf_eigh_full", "scipy_subset", "exact", "iterative")}
+              for key in ("tf_eigh_full", "scipy_subset", "exact", "iterative", "iterative_tf")}
     print(f"median of the warm iterations: tf eigh full {median['tf_eigh_full']:.4f} s, "
           f"scipy subset {median['scipy_subset']:.4f} s, exact {median['exact']:.4f} s, "
-          f"iterative {median['iterative']:.4f} s")
+          f"iterative {median['iterative']:.4f} s, iterative-tf {median['iterative_tf']:.4f} s")
     print(f"B's eigendecomposition (once per fit, by the first iterative solve): "
           f"{basis_seconds:.4f} s (tf.linalg.eigh: {tf_basis_seconds:.4f} s)")
     if args.json:
