@@ -56,6 +56,13 @@ Two solvers, in float64 (the iterative one's first step in float32):
   TensorFlow solve, the exact solver answers that problem instead (counted
   in `n_fallbacks`).
 
+  These steps are TensorFlow graphs here (`top_eigenpairs`), what a GPU
+  runs; on a CPU `mmd.lapack_steps` runs the same iteration in NumPy /
+  LAPACK, about twice as fast (CholeskyQR2, a warm start's first step on
+  the m inverted vectors only, and an inertia count that proves the k pairs
+  are the largest).  `Eq20Solver(backend=...)` picks one; the default goes
+  by device.
+
 Both return phi ascending and A with unit-norm columns, each column's
 largest-magnitude entry positive.  `solve_exact` marks a direction B cannot
 see with phi = inf; `Eq20Solver` never gets there: it refuses more

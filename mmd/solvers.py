@@ -40,9 +40,9 @@ How it is solved, and why (the eigensolvers are in `mmd.eigensolvers`):
   single problem exactly); with `solver="exact"` by a dense solve of the k
   wanted eigenpairs every iteration.  B is formed once per fit; on a CPU the
   dense products and eigen-solves are NumPy / LAPACK calls (one BLAS
-  thread, `mmd.eigensolvers.blas_threads`), the iterative solver's steps,
-  the projection and the 1-NN compiled TensorFlow graphs, traced once per
-  process (`warm_up`).
+  thread, `mmd.eigensolvers.blas_threads`), the iterative solver's steps
+  too (`mmd.lapack_steps`; TensorFlow graphs on a GPU), the projection and
+  the 1-NN compiled TensorFlow graphs, traced once per process (`warm_up`).
 * Nystrom (landmark) kernels: with `n_landmarks=m`, K is replaced by its
   Nystrom approximation through m landmark samples,
   K ~ K_nm K_mm^-1 K_mn = Phi Phi^T with Phi = K_nm K_mm^-1/2 (n x m), and

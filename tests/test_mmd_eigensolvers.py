@@ -110,14 +110,15 @@ def test_a_warm_start_that_misses_an_eigenvector_is_not_accepted():
     assert lapack_steps.top_eigenpairs(delta, F, kappa, k)[4]     # a cold start finds it
 
 
+@pytest.mark.parametrize("backend", ["lapack", "tensorflow"])
 @pytest.mark.parametrize("gram", [False, True])
-def test_iterative_solver_matches_the_exact_one_on_a_sequence_of_problems(gram):
+def test_iterative_solver_matches_the_exact_one_on_a_sequence_of_problems(gram, backend):
     Pc, U, w = pencil(seed=2, n=90 if gram else 300)
     B = Pc.T @ Pc
     lam, k = 0.7, 20
     rng = np.random.default_rng(3)
     kwargs = {"Pc": tf.constant(Pc)} if gram else {"B": tf.constant(B)}
-    iterative = Eq20Solver(lam, k, method="iterative", tol=1e-12, **kwargs)
+    iterative = Eq20Solver(lam, k, method="iterative", tol=1e-12, backend=backend, **kwargs)
     exact = Eq20Solver(lam, k, method="exact", **kwargs)
     for t in range(4):
         Ut = U + 0.05 * t * rng.standard_normal(U.shape)   # M changes a little per iteration
