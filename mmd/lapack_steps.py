@@ -205,18 +205,23 @@ def top_eigenpairs(delta, F, K, k: int, X0=None, guard: int = 10, tol: float = 1
     while r > tol and steps < max_steps and np.isfinite(r):
         theta, X, AX, r = step(delta, F, kappa, FF, X, theta, k, False)
         steps += 1
-    converged = bool(r <= tol) and _complete(delta, F, kappa, theta, k, r)
+    converged = bool(r <= tol) and _complete(delta, F, kappa, theta, X, k, r)
     return theta, X, steps, r, converged
 
 
-def _complete(delta, F, kappa, theta, k, r):
-    """Whether the k Ritz values are the k largest eigenvalues: exactly k
+def _complete(delta, F, kappa, theta, X, k, r):
+    """Whether the k Ritz pairs are the k largest eigenpairs.  Their vectors
+    are orthonormal (so two of them cannot stand for one eigenvector: a
+    CholeskyQR that lost orthogonality would show here), and exactly k
     eigenvalues lie above sigma, halfway from the k-th Ritz value to the
     next one (each wanted Ritz value is within its residual of an
     eigenvalue, and no Ritz value exceeds the eigenvalue of its rank).
     A tie at the k-th value (no gap beyond the residuals) has no such
     sigma, and no unique answer either: accepted, as the exact solver
     would."""
+    Xk = X[:, :k]
+    if np.abs(Xk.T @ Xk - np.eye(k)).max() > 1e-10:
+        return False
     scale = float(np.abs(theta).max())
     if k >= len(theta):
         return True

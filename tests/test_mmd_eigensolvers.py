@@ -108,6 +108,14 @@ def test_a_warm_start_that_misses_an_eigenvector_is_not_accepted():
     _, _, _, residual, converged = lapack_steps.top_eigenpairs(delta, F, kappa, k, X0=blind)
     assert residual < 1e-12 and not converged
     assert lapack_steps.top_eigenpairs(delta, F, kappa, k)[4]     # a cold start finds it
+    # two vectors standing for one eigenvector (a lost orthogonality) are
+    # refused too, even where the count alone would pass
+    theta = ev[::-1][:k + 10].copy()
+    twice = V[:, :k + 10].copy()
+    twice[:, k - 1], theta[k - 1] = twice[:, 0], theta[0]
+    order = np.argsort(-theta, kind="stable")
+    assert not lapack_steps._complete(delta, F, kappa, theta[order], twice[:, order], k, 1e-15)
+    assert lapack_steps._complete(delta, F, kappa, ev[::-1][:k + 10], V[:, :k + 10], k, 1e-15)
 
 
 @pytest.mark.parametrize("backend", ["lapack", "tensorflow"])
