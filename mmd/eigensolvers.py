@@ -535,12 +535,15 @@ class Eq20Solver:
         self._small = False
         self._previous = None  # Ritz vectors of the last solve, in the basis of B's range
         self.basis_seconds = 0.0   # spent on B's eigenbasis (`_build_range`)
+        if backend not in (None, "lapack", "tensorflow"):
+            raise InputError(f"backend must be 'lapack', 'tensorflow' or None (by device), "
+                             f"got {backend!r}")
         self.backend = backend      # of the iterative steps: "lapack", "tensorflow", None: by device
 
     def _lapack_steps(self):
         """Whether the iterative steps run in NumPy / LAPACK (the CPU path)
-        or as TensorFlow graphs (a GPU's; `steps="tensorflow"` times them on
-        a CPU too)."""
+        or as TensorFlow graphs (a GPU's; `backend="tensorflow"` runs them
+        on a CPU too)."""
         return lapack_preferred() if self.backend is None else self.backend == "lapack"
 
     def _gram_matrix(self):

@@ -5,8 +5,9 @@ TensorFlow graphs, which is what a GPU wants: its `eigh` and QR run where the
 data are.  On a CPU the same steps are small dense kernels, and there the
 graphs lose to OpenBLAS / LAPACK called directly (measured on the 10
 problems of a C->A JDA fit, N = 800, 110 vectors, one thread: 22-30 ms a
-solve in the graphs, 11-13 ms here; mmd/README.md, "Where a fit's time
-goes").  Three things make the difference, none of them a change of the
+solve's steps in the graphs, 9.5-17 ms here; with the operator and the
+vectors a = S^-1 W y, 0.035-0.039 s against 0.016-0.018 s: mmd/README.md,
+"How eq. 20 is solved" and "Where a fit's time goes").  Three things make the difference, none of them a change of the
 answer (the tests hold both paths to the exact solver):
 
 1. Orthonormalisation by CholeskyQR2 (two Gram products and two triangular
@@ -24,9 +25,10 @@ answer (the tests hold both paths to the exact solver):
 3. What the search space no longer guarantees is checked instead: no
    eigenvalue above the k-th may be missing.  Sylvester's law of inertia
    counts the eigenvalues of A = diag(delta) + F diag(kappa) F^T above a
-   shift sigma from an f x f matrix (`count_above`), so the k Ritz pairs are
-   proven to be the k largest, or the caller falls back to the exact
-   solver.  (The graphs guard the same with a Ritz-value drop test.)
+   shift sigma from an f x f matrix (`count_above`); with orthonormal Ritz
+   vectors that proves the k Ritz pairs to be the k largest, or the caller
+   falls back to the exact solver.  (The graphs guard the same with a
+   Ritz-value drop test.)
 
 Float32 only in the first step, as in the graphs: its vectors are
 re-measured in float64 and the float64 steps after it must meet `tol`.

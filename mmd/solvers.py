@@ -938,4 +938,3 @@ def warm_up(size=None):
         k = min(10, d, ns + nt - 1)
         TCA(n_components=k).fit(Xs, ys, Xt)
         JDA(n_components=k, n_iter=2).fit(Xs, ys, Xt)
-

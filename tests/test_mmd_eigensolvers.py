@@ -143,6 +143,11 @@ def test_iterative_solver_matches_the_exact_one_on_a_sequence_of_problems(gram, 
     assert all(s >= 1 for s in iterative.steps) and exact.steps == [0, 0, 0, 0]
 
 
+def test_an_unknown_backend_is_refused():
+    with pytest.raises(InputError, match="backend must be"):
+        Eq20Solver(1.0, 2, B=np.eye(4), backend="cuda")
+
+
 def test_a_warm_start_from_the_solved_problem_takes_no_step():
     """What the warm start guarantees; on Office-Caltech's changing problems warm and cold take two steps alike
     (README)."""
