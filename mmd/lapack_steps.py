@@ -1,6 +1,6 @@
 """The iterative eq. 20 solver's inner loop on a CPU, in NumPy / LAPACK.
 
-`mmd.eigensolvers.top_eigenpairs` runs the block shift-and-invert steps as
+`mmd.graph_steps.top_eigenpairs` runs the block shift-and-invert steps as
 TensorFlow graphs, which is what a GPU wants: its `eigh` and QR run where the
 data are.  On a CPU the same steps are small dense kernels, and there the
 graphs lose to OpenBLAS / LAPACK called directly (measured on the 10
@@ -64,7 +64,7 @@ def orthonormal(Y):
 
 def shift_invert(delta, F, kappa, FF, X, shifts, floor):
     """y_j = (A - shifts_j I)^-1 x_j for every column, by Woodbury with one
-    f x f system per column (see `mmd.eigensolvers._shift_invert`): LU, and
+    f x f system per column (see `mmd.graph_steps._shift_invert`): LU, and
     where a shift at an eigenvalue makes a system exactly singular (the
     secular equation), the pivot-guarded QR of the graphs, since inverse
     iteration wants the limit.  Unit columns."""
@@ -87,7 +87,7 @@ def shift_invert(delta, F, kappa, FF, X, shifts, floor):
 def _guarded_solve(lhs, rhs):
     """The f x f systems by QR, each pivot of R kept at least eps max(1, max |R|)
     in magnitude: a perturbation within rounding that leaves the answer
-    dominated by the eigenvector (`mmd.eigensolvers._shift_invert`)."""
+    dominated by the eigenvector (`mmd.graph_steps._shift_invert`)."""
     Q, R = np.linalg.qr(lhs)
     diag = np.arange(lhs.shape[1])
     pivots = R[:, diag, diag]
@@ -95,6 +95,14 @@ def _guarded_solve(lhs, rhs):
     R[:, diag, diag] = np.where(np.abs(pivots) < least, np.where(pivots < 0, -least, least),
                                 pivots)
     return np.linalg.solve(R, np.swapaxes(Q, 1, 2) @ rhs)[:, :, 0]
+
+
+def unit_columns(V):
+    """Unit 2-norm columns, each column's largest-magnitude entry positive
+    (`mmd.graph_steps.unit_columns` in NumPy)."""
+    V = V / np.linalg.norm(V, axis=0, keepdims=True)
+    signs = np.sign(V[np.argmax(np.abs(V), axis=0), np.arange(V.shape[1])])
+    return V * np.where(signs == 0, 1.0, signs)[None, :]
 
 
 def residual(X, AX, theta, k):
@@ -179,7 +187,7 @@ def top_eigenpairs(delta, F, K, k: int, X0=None, guard: int = 10, tol: float = 1
                    max_steps: int = 6):
     """The k largest eigenpairs of diag(delta) + F K F^T (NumPy, float64):
     (theta (m,) descending, X (N, m), steps, residual, converged), the
-    contract of `mmd.eigensolvers.top_eigenpairs`.  K is the f x f symmetric
+    contract of `mmd.graph_steps.top_eigenpairs`.  K is the f x f symmetric
     matrix or, when diagonal, its diagonal (f,).  `converged` also requires
     the inertia count (`count_above`) to confirm that no eigenvalue above the
     k-th Ritz value is missing."""

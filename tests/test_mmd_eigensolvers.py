@@ -5,7 +5,8 @@ import scipy.linalg
 import tensorflow as tf
 
 from mmd import eigensolvers, lapack_steps
-from mmd.eigensolvers import Eq20Solver, solve_exact, symmetric_eigh, top_eigenpairs
+from mmd.eigensolvers import Eq20Solver, solve_exact, symmetric_eigh
+from mmd.graph_steps import top_eigenpairs
 from mmd.validation import InputError
 
 

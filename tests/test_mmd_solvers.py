@@ -208,12 +208,12 @@ def test_a_fit_retraces_no_graph_once_warmed_up(path, monkeypatch):
     retracing, no per-fit compilation).  On the CPU path the solver's steps
     are NumPy (mmd.lapack_steps) and only the projection and the 1-NN are
     graphs; the TensorFlow path (a GPU's) has the solver's too."""
-    from mmd import eigensolvers
+    from mmd import eigensolvers, graph_steps
     graphs = [solvers._project, solvers._nearest, solvers._reference_parts]
     if path == "tensorflow":
         monkeypatch.setattr(eigensolvers, "lapack_preferred", lambda: False)
-        graphs += [eigensolvers._first_cold, eigensolvers._first_warm, eigensolvers._later_step,
-                   eigensolvers._range_operator, eigensolvers._range_vectors]
+        graphs += [graph_steps._first_cold, graph_steps._first_warm, graph_steps._later_step,
+                   graph_steps._range_operator, graph_steps._range_vectors]
     solvers.warm_up()
     before = [g.experimental_get_tracing_count() for g in graphs]
     assert min(before) >= 1
