@@ -396,47 +396,11 @@ class Eq20Solver:
         if self.method == "exact" or self.n_solves == 1 or self._small:
             self.steps.append(0)
             return self._exact(U, w)
-        if self._lapack_steps():
-            return self._solve_lapack(U, w)
-        lam = self.lambda_
-        U = tf.convert_to_tensor(U, tf.float64)
-        w = tf.constant(np.asarray(w, dtype=np.float64))
-        ev = self._range
-        if int(U.shape[1]) == 0:             # M = 0: S = lambda I (BDA mu = 1, no labels yet)
-            U, w = tf.zeros([int(U.shape[0]), 1], tf.float64), tf.zeros([1], tf.float64)
-        F, K, Z, s = graph_steps._range_operator(self._Wt, U, w, graph_steps._scalar(lam))
+        iterate = self._iterate_lapack if self._lapack_steps() else self._iterate_graphs
         warm = self._previous
         try:
-            result = graph_steps.top_eigenpairs(ev / lam, F, K, self.k, X0=warm, guard=self.guard,
-                                    tol=self.tol, max_steps=self.max_steps)
-        except tf.errors.InvalidArgumentError:   # a singular shifted system
-            result = None
-        self.steps.append(0 if result is None else result.steps)
-        if result is None or not result.converged:
-            self.fallbacks += 1
-            self._previous = None
-            return self._exact(U, w)
-        self.warm_starts += warm is not None
-        self._previous = result.X
-        A = graph_steps._range_vectors(self._Wt, Z, s, result.X[:, :self.k],
-                                       graph_steps._scalar(lam))
-        return _finish(A, result.theta[:self.k].numpy())
-
-    def _solve_lapack(self, U, w):
-        """`_solve` on the CPU path: the same operator, steps and vectors in
-        NumPy / LAPACK (`mmd.lapack_steps`)."""
-        lam = self.lambda_
-        U = np.asarray(U, dtype=np.float64)
-        w = np.asarray(w, dtype=np.float64)
-        Z, s = _low_rank_s(U, w, lam)          # S = lambda I + Z diag(s - lambda) Z^T
-        kappa = 1.0 / s - 1.0 / lam            # S^-1 = I / lambda + Z diag(kappa) Z^T
-        F = self._Wt @ Z
-        warm = self._previous
-        try:
-            theta, X, steps, _, converged = lapack_steps.top_eigenpairs(
-                self._range / lam, F, kappa, self.k, X0=warm, guard=self.guard, tol=self.tol,
-                max_steps=self.max_steps)
-        except np.linalg.LinAlgError:        # a singular shifted system
+            theta, X, steps, converged, vectors = iterate(U, w, warm)
+        except (np.linalg.LinAlgError, tf.errors.InvalidArgumentError):   # a singular shifted system
             steps, converged = 0, False
         self.steps.append(steps)
         if not converged:
@@ -445,10 +409,36 @@ class Eq20Solver:
             return self._exact(U, w)
         self.warm_starts += warm is not None
         self._previous = X
-        Q = self._Wt.T @ X[:, :self.k]         # a = S^-1 W y
-        A = Q / lam + Z @ (kappa[:, None] * (Z.T @ Q))
-        return _finish(tf.constant(lapack_steps.unit_columns(A)), theta[:self.k])
+        return _finish(vectors(X[:, :self.k]), theta[:self.k])
 
+    def _iterate_graphs(self, U, w, warm):
+        """The iteration as TensorFlow graphs (`mmd.graph_steps`, a GPU's path):
+        (theta, Ritz vectors, steps, converged, y -> a = S^-1 W y)."""
+        lam = graph_steps._scalar(self.lambda_)
+        U = tf.convert_to_tensor(U, tf.float64)
+        w = tf.constant(np.asarray(w, dtype=np.float64))
+        if int(U.shape[1]) == 0:             # M = 0: S = lambda I (BDA mu = 1, no labels yet)
+            U, w = tf.zeros([int(U.shape[0]), 1], tf.float64), tf.zeros([1], tf.float64)
+        F, K, Z, s = graph_steps._range_operator(self._Wt, U, w, lam)
+        result = graph_steps.top_eigenpairs(self._range / self.lambda_, F, K, self.k, X0=warm,
+                                            guard=self.guard, tol=self.tol, max_steps=self.max_steps)
+        return (result.theta.numpy(), result.X, result.steps, result.converged,
+                lambda Y: graph_steps._range_vectors(self._Wt, Z, s, Y, lam))
+
+    def _iterate_lapack(self, U, w, warm):
+        """The same on the CPU path, in NumPy / LAPACK (`mmd.lapack_steps`)."""
+        lam = self.lambda_
+        Z, s = _low_rank_s(U, w, lam)          # S = lambda I + Z diag(s - lambda) Z^T
+        kappa = 1.0 / s - 1.0 / lam            # S^-1 = I / lambda + Z diag(kappa) Z^T
+        theta, X, steps, _, converged = lapack_steps.top_eigenpairs(
+            self._range / lam, self._Wt @ Z, kappa, self.k, X0=warm, guard=self.guard,
+            tol=self.tol, max_steps=self.max_steps)
+
+        def vectors(Y):                        # a = S^-1 W y, unit columns
+            Q = self._Wt.T @ Y
+            return tf.constant(lapack_steps.unit_columns(Q / lam + Z @ (kappa[:, None] * (Z.T @ Q))))
+
+        return theta, X, steps, converged, vectors
 
 def warm_up():
     """Trace the iterative solver's graphs on two small problems (B side

@@ -238,7 +238,8 @@ def _complete(delta, F, kappa, theta, X, k, r):
     gap = float(theta[k - 1] - theta[k])
     if gap <= 4 * r * scale:
         return True
-    count = None
-    for sigma in (theta[k - 1] - 0.5 * gap, theta[k - 1] - 0.4 * gap):  # the second: sigma hit a delta
-        count = count_above(delta, F, kappa, float(sigma)) if count is None else count
-    return count == k
+    for fraction in (0.5, 0.4):   # the second only if the first sigma is an entry of delta
+        count = count_above(delta, F, kappa, float(theta[k - 1] - fraction * gap))
+        if count is not None:
+            return count == k
+    return False
