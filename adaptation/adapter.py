@@ -44,7 +44,9 @@ attributes ending in ``_``.
 
 Each method's step is ``adaptation.steps``', the batches ``adaptation.streams``',
 the method table (``METHODS``, ``ADVERSARIAL``, ``DEFAULT_LAMBDA_SCHEDULE``)
-and the parameter checks ``adaptation.settings``'.
+and the parameter checks ``adaptation.settings``', the fresh encoder of each fit
+``adaptation.model``'s; what a fitted adapter answers (predictions per domain,
+AdaBN's statistics, pickling) is ``adaptation.fitted``'s mixin.
 
 Under a ``tf.distribute`` strategy (``strategy=``) the networks and
 optimizers are created in its scope and each step runs per replica; the
@@ -60,19 +62,19 @@ import keras
 import numpy as np
 import tensorflow as tf
 from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin
-from sklearn.metrics import accuracy_score
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_array, check_is_fitted, validate_data
+from sklearn.utils.validation import check_array, validate_data
 
 from adaptation import adabn, steps, streams
 from adaptation.cdan import map_dim
-from adaptation.model import BOTTLENECK_UNITS, DISCRIMINATOR_UNITS, build_network, vector_encoder
+from adaptation.fitted import FittedAdapter
+from adaptation.model import BOTTLENECK_UNITS, DISCRIMINATOR_UNITS, build_network, fresh_encoder
 from adaptation.settings import ADVERSARIAL, check_int, checked_settings
 from common.loop import train_loop
 from mmd.validation import InputError
 
 
-class DomainAdapter(ClassifierMixin, TransformerMixin, BaseEstimator):
+class DomainAdapter(FittedAdapter, ClassifierMixin, TransformerMixin, BaseEstimator):
     """Unsupervised domain adaptation of a classifier, a scikit-learn estimator.
 
     Example (feature vectors)::
@@ -182,26 +184,6 @@ class DomainAdapter(ClassifierMixin, TransformerMixin, BaseEstimator):
     def _scope(self):
         return self.strategy.scope() if self.strategy is not None else contextlib.nullcontext()
 
-    def _make_encoder(self, example_shape, settings: dict) -> keras.Model:
-        """A new encoder for this fit; ``example_shape`` (one sample's, or None: unknown) is checked against it."""
-        if self.encoder is None:
-            if len(example_shape) != 1:
-                raise InputError(f"encoder=None builds a vector encoder for samples x features; these samples "
-                                 f"have shape {example_shape}: pass an encoder (a keras.Model) for them")
-            return vector_encoder(example_shape[0], units=settings["encoder_units"])
-        if isinstance(self.encoder, keras.Model):
-            encoder = keras.models.clone_model(self.encoder)
-            encoder.set_weights(self.encoder.get_weights())
-        else:
-            encoder = self.encoder()
-            if not isinstance(encoder, keras.Model):
-                raise InputError(f"the encoder builder returned {type(encoder).__name__}, not a keras.Model")
-        expected = tuple(encoder.input_shape[1:])
-        if example_shape is not None and (len(expected) != len(example_shape) or any(
-                e is not None and s is not None and e != s for e, s in zip(expected, example_shape, strict=True))):
-            raise InputError(f"samples of shape {example_shape} do not fit the encoder's input {expected}")
-        return encoder
-
     # -------------------------------------------------------------- fitting
     def fit(self, X, y, Xt=None, *, on_epoch_end=None):
         """Train on labelled (X, y) and the unlabelled target ``Xt``; returns self.
@@ -266,7 +248,7 @@ class DomainAdapter(ClassifierMixin, TransformerMixin, BaseEstimator):
         settings = self._settings()
         keras.utils.set_random_seed(settings["seed"])
         with self._scope():
-            encoder = self._make_encoder(example_shape, settings)
+            encoder = fresh_encoder(self.encoder, example_shape, settings["encoder_units"])
             conditional = settings["method"] in ("cdan", "cdan+e")
             network = build_network(encoder, n_classes, settings["bottleneck"], settings["discriminator_units"],
                                     with_discriminator=settings["method"] in ADVERSARIAL,
@@ -300,90 +282,3 @@ class DomainAdapter(ClassifierMixin, TransformerMixin, BaseEstimator):
         self.statistics_ = {"source": adabn.get_statistics(self.batchnorm_layers())}
         if settings["method"] == "adabn":
             self.adapt_batchnorm(target)
-
-    # ----------------------------------------------------------------- AdaBN
-    def batchnorm_layers(self) -> list:
-        """The BatchNorm layers AdaBN re-estimates: the encoder's trainable ones and the bottleneck's
-        (a frozen pretrained base keeps the statistics its features were computed with)."""
-        check_is_fitted(self, "network_")
-        encoder_layers = [layer for layer in adabn.batchnorm_layers(self.network_.encoder) if layer.trainable]
-        return encoder_layers + adabn.batchnorm_layers(self.network_.bottleneck)
-
-    def adapt_batchnorm(self, target, batch_size: int = 4096) -> None:
-        """AdaBN: estimate the target's statistics in every adapted BatchNorm layer and keep both sets;
-        ``predict(..., domain=...)`` uses the one of the domain asked for."""
-        layers = self.batchnorm_layers()
-        source_statistics = adabn.get_statistics(layers)
-        examples, _ = streams.examples(target, False, len(self.network_.encoder.input_shape) - 1)
-        batches = examples.batch(batch_size)
-        network = self.network_
-
-        def forward(x):
-            network.features(x, training=True)
-
-        target_statistics = adabn.estimate_statistics(forward, layers, batches)
-        self.statistics_ = {"source": source_statistics, "target": target_statistics}
-        adabn.set_statistics(layers, target_statistics)
-
-    def use_statistics(self, domain: str) -> None:
-        """Put the BatchNorm statistics of ``domain`` in place (AdaBN keeps one set per domain)."""
-        if domain not in ("source", "target"):
-            raise InputError(f"domain must be 'source' or 'target', not {domain!r}")
-        check_is_fitted(self, "network_")
-        chosen = self.statistics_.get(domain) or self.statistics_.get("source")
-        if chosen is not None:
-            adabn.set_statistics(self.batchnorm_layers(), chosen)
-
-    # ------------------------------------------------------------ prediction
-    def _outputs(self, X, domain: str, batch_size: int):
-        check_is_fitted(self, "network_")
-        if isinstance(X, tf.data.Dataset):
-            examples, _ = streams.examples(X, False, len(self.network_.encoder.input_shape) - 1)
-            batches = examples.batch(batch_size)
-        else:
-            X = validate_data(self, X, dtype=np.float32, allow_nd=True, reset=False)
-            batches = (X[start : start + batch_size] for start in range(0, len(X), batch_size))
-        self.use_statistics(domain)
-        features, probabilities = [], []
-        try:
-            for batch in batches:
-                f, p = self._forward(batch)
-                features.append(f.numpy())
-                probabilities.append(p.numpy())
-        finally:
-            if "target" in self.statistics_:
-                self.use_statistics("target")
-        if not features:
-            return (np.zeros((0, self.network_.bottleneck.output_shape[-1]), np.float32),
-                    np.zeros((0, len(self.classes_)), np.float32))
-        return np.concatenate(features), np.concatenate(probabilities)
-
-    def predict_proba(self, X, domain: str = "target", batch_size: int = 256) -> np.ndarray:
-        """Class probabilities, columns in the order of ``classes_``; ``domain`` picks AdaBN's statistics."""
-        return self._outputs(X, domain, batch_size)[1]
-
-    def predict(self, X, domain: str = "target", batch_size: int = 256) -> np.ndarray:
-        probabilities = self.predict_proba(X, domain, batch_size)  # raises NotFittedError first
-        return self.classes_[probabilities.argmax(axis=1)]
-
-    def transform(self, X, domain: str = "target", batch_size: int = 256) -> np.ndarray:
-        """The bottleneck features: the space the adaptation losses act on."""
-        return self._outputs(X, domain, batch_size)[0]
-
-    def score(self, X, y, sample_weight=None, domain: str = "target") -> float:
-        return float(accuracy_score(np.asarray(y).ravel(), self.predict(X, domain), sample_weight=sample_weight))
-
-    # -------------------------------------------------------------- pickling
-    def __getstate__(self):
-        """The networks pickle as Keras models (their configs and weights); the compiled forward
-        pass and the optimizer do not pickle and are not needed to predict."""
-        state = dict(super().__getstate__())
-        state.pop("_forward", None)
-        state.pop("optimizer_", None)
-        return state
-
-    def __setstate__(self, state):
-        super().__setstate__(state)
-        if "network_" in state:
-            self.optimizer_ = None
-            self._forward = steps.make_forward(self.network_)

@@ -17,6 +17,7 @@ import dataclasses
 import keras
 
 from common.backbones import build_model, freeze_below
+from mmd.validation import InputError
 
 BOTTLENECK_UNITS = 256
 DISCRIMINATOR_UNITS = (1024, 1024)  # Ganin et al. 2016, the Office experiments
@@ -46,6 +47,29 @@ def vector_encoder(input_dim: int, units=(), dropout: float = 0.0, name: str = "
         if dropout:
             x = keras.layers.Dropout(dropout, name=f"encoder_dropout_{index}")(x)
     return keras.Model(inputs, x, name=name)
+
+
+def fresh_encoder(given, example_shape, units=()) -> keras.Model:
+    """A new encoder for one fit of ``DomainAdapter`` (``given``, its ``encoder`` parameter): None builds a
+    vector encoder of ``units``, a keras.Model is copied with its weights, a callable builds one;
+    ``example_shape`` (one sample's, or None: unknown) is checked against it."""
+    if given is None:
+        if len(example_shape) != 1:
+            raise InputError(f"encoder=None builds a vector encoder for samples x features; these samples "
+                             f"have shape {example_shape}: pass an encoder (a keras.Model) for them")
+        return vector_encoder(example_shape[0], units=units)
+    if isinstance(given, keras.Model):
+        encoder = keras.models.clone_model(given)
+        encoder.set_weights(given.get_weights())
+    else:
+        encoder = given()
+        if not isinstance(encoder, keras.Model):
+            raise InputError(f"the encoder builder returned {type(encoder).__name__}, not a keras.Model")
+    expected = tuple(encoder.input_shape[1:])
+    if example_shape is not None and (len(expected) != len(example_shape) or any(
+            e is not None and s is not None and e != s for e, s in zip(expected, example_shape, strict=True))):
+        raise InputError(f"samples of shape {example_shape} do not fit the encoder's input {expected}")
+    return encoder
 
 
 def build_bottleneck(input_dim: int, units: int = BOTTLENECK_UNITS) -> keras.Model:
